@@ -1,0 +1,185 @@
+"""The `features` component: a point-in-time correct training set from Feast."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from components.errors import ConfigurationError, InputDataError
+from components.features.entity_rows import (
+    check_integer_keys,
+    normalize_timestamps,
+    require_columns,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from components.features.feast_repo import ResolvedService
+
+TRAINING_SET_FILE = "training_set.parquet"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass
+class FeaturesManifest:
+    feature_service: str
+    feature_service_hash: str
+    point_in_time: str
+    engine: str
+    entity_rows_path: str
+    training_set_path: str
+    rows_in: int
+    rows_out: int
+    duplicate_entity_rows: int
+    time_range: tuple[str, str]
+    label_column: str
+    label_rate: float | None
+    features: list[str]
+    null_counts: dict[str, int]
+    rows_without_history: dict[str, int]
+    content_fingerprint: str
+    seconds: float
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def run(
+    entity_rows: str,
+    training_set: str,
+    feature_service: str = "fraud_model_v1",
+    feature_repo: str = "feature_repo",
+    event_timestamp_column: str = "event_timestamp",
+    label_column: str = "is_fraud",
+    point_in_time: str = "as_known",
+    full_feature_names: bool = False,
+) -> FeaturesManifest:
+    """Build the training set; write `training_set.parquet` and `manifest.json` into
+    the `training_set` directory and return the manifest."""
+    import pyarrow.parquet as pq
+
+    from components.features.feast_repo import open_store, resolve_service
+
+    started = time.perf_counter()
+    store = open_store(feature_repo)
+    service = resolve_service(store, feature_service, full_feature_names)
+    if not service.file_sources_only:
+        raise ConfigurationError(
+            f"{feature_service}: the point-in-time engine reads Parquet file sources; "
+            "this service has other sources (use Feast's offline store for those)"
+        )
+    table = load_entity_rows(Path(entity_rows), service, event_timestamp_column, label_column)
+    result = build_training_set(table, service, event_timestamp_column, point_in_time)
+    if result.num_rows != table.num_rows:  # the one invariant this component exists for
+        raise AssertionError(f"{table.num_rows} entity rows in, {result.num_rows} out")
+
+    out_dir = Path(training_set)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_path = out_dir / TRAINING_SET_FILE
+    pq.write_table(result, out_path)
+    manifest = _manifest(
+        table,
+        result,
+        service,
+        Path(entity_rows),
+        out_path,
+        event_timestamp_column,
+        label_column,
+        point_in_time,
+        full_feature_names,
+        time.perf_counter() - started,
+    )
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=2))
+    return manifest
+
+
+def load_entity_rows(
+    path: Path, service: ResolvedService, event_timestamp_column: str, label_column: str
+) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise InputDataError(f"{path}: entity rows file not found")
+    try:
+        table = pq.read_table(path)
+    except Exception as error:  # pyarrow raises several types for unreadable files
+        raise InputDataError(f"{path}: not a readable Parquet file ({error})") from error
+    required = [*service.join_keys, event_timestamp_column, label_column, *service.request_fields]
+    require_columns(table, required, str(path))
+    if table.num_rows == 0:
+        raise InputDataError(f"{path}: no entity rows; a training set needs at least one")
+    check_integer_keys(table, service.join_keys, str(path))
+    return normalize_timestamps(table, event_timestamp_column, str(path))
+
+
+def build_training_set(
+    table: pa.Table, service: ResolvedService, event_timestamp_column: str, point_in_time: str
+) -> pa.Table:
+    """Join features (DuckDB point-in-time join), then apply the on-demand views."""
+    from components.features.pit_join import point_in_time_join
+
+    result = point_in_time_join(table, service.views, event_timestamp_column, point_in_time)
+    for odfv in service.on_demand_views:
+        transformed = odfv.transform_arrow(result, full_feature_names=False)
+        for feature in odfv.projection.features:
+            name = feature.name
+            if name in transformed.column_names and name not in result.column_names:
+                result = result.append_column(name, transformed.column(name))
+    return result
+
+
+def content_fingerprint(table: pa.Table) -> str:
+    """sha256 over the schema and every value, in row order."""
+    import pandas as pd
+
+    digest = hashlib.sha256(table.schema.to_string().encode())
+    hashes = pd.util.hash_pandas_object(table.to_pandas(), index=False)
+    digest.update(hashes.to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _manifest(
+    table: pa.Table,
+    result: pa.Table,
+    service: ResolvedService,
+    entity_path: Path,
+    out_path: Path,
+    ts_column: str,
+    label_column: str,
+    point_in_time: str,
+    full_feature_names: bool,
+    seconds: float,
+) -> FeaturesManifest:
+    import pyarrow.compute as pc
+
+    features = [c for c in result.column_names if c not in table.column_names]
+    ts = table.column(ts_column)
+    label = table.column(label_column)
+    key_and_time = table.select([*service.join_keys, ts_column])
+    distinct = key_and_time.group_by(key_and_time.column_names).aggregate([]).num_rows
+    without_history = {
+        view.name: result.column(view.features[0][1]).null_count for view in service.views
+    }
+    return FeaturesManifest(
+        feature_service=service.name,
+        feature_service_hash=service.definition_hash,
+        point_in_time=point_in_time,
+        engine="duckdb-asof",
+        entity_rows_path=str(entity_path.resolve()),
+        training_set_path=str(out_path.resolve()),
+        rows_in=table.num_rows,
+        rows_out=result.num_rows,
+        duplicate_entity_rows=table.num_rows - distinct,
+        time_range=(str(pc.min(ts)), str(pc.max(ts))),
+        label_column=label_column,
+        label_rate=pc.mean(label.cast("float64")).as_py() if label.type != "string" else None,
+        features=features,
+        null_counts={name: result.column(name).null_count for name in features},
+        rows_without_history=without_history,
+        content_fingerprint=content_fingerprint(result),
+        seconds=round(seconds, 3),
+        extra={"full_feature_names": full_feature_names},
+    )

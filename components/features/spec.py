@@ -1,0 +1,39 @@
+from components.spec import Artifact, ComponentSpec, Parameter
+
+SPEC = ComponentSpec(
+    name="features",
+    doc=(
+        "Build a point-in-time correct training set from the Feast feature store.\n\n"
+        "Joins labelled entity rows (entity key, event timestamp, label, request-time fields) "
+        "to the features of one FeatureService as they were known at each row's time, applies "
+        "its on-demand transformations, and writes the training set as Parquet with a manifest "
+        "(feature service hash, time range, row counts, null counts, content fingerprint). "
+        "Never drops an entity row: rows without history get nulls."
+    ),
+    implementation="components.features.run:run",
+    inputs=(Artifact("entity_rows", "dataset", "Parquet file of labelled entity rows."),),
+    outputs=(
+        Artifact(
+            "training_set",
+            "dataset",
+            "Output directory: training_set.parquet and manifest.json.",
+        ),
+    ),
+    parameters=(
+        Parameter("feature_service", str, "fraud_model_v1", "Feast FeatureService to join."),
+        Parameter(
+            "feature_repo", str, "feature_repo", "Path of the Feast repo (feature_store.yaml)."
+        ),
+        Parameter("event_timestamp_column", str, "event_timestamp", "Entity rows' time column."),
+        Parameter("label_column", str, "is_fraud", "Label column that must be present."),
+        Parameter(
+            "point_in_time",
+            str,
+            "as_known",
+            "as_known: a feature row counts only once created (landed); "
+            "feast: Feast's default, created time only breaks ties (backfills leak).",
+            choices=("as_known", "feast"),
+        ),
+        Parameter("full_feature_names", bool, False, "Prefix features with their view name."),
+    ),
+)

@@ -1,0 +1,51 @@
+"""The component contract: a cheap, typed description from which every binding is derived.
+
+Importing a spec never imports the heavy libraries; `ComponentSpec.load()` imports the
+implementation only when it is about to run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ArtifactKind = Literal["dataset", "model", "metrics", "html", "directory"]
+ParameterType = type[str] | type[int] | type[float] | type[bool]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An input or output addressed by a path (a file or a directory)."""
+
+    name: str
+    kind: ArtifactKind
+    doc: str
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A typed scalar parameter with a default."""
+
+    name: str
+    type: ParameterType
+    default: Any
+    doc: str
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """What a component takes and gives; `implementation` is "module:function"."""
+
+    name: str
+    doc: str
+    implementation: str
+    inputs: tuple[Artifact, ...] = ()
+    outputs: tuple[Artifact, ...] = ()
+    parameters: tuple[Parameter, ...] = field(default=())
+
+    def load(self) -> Callable[..., Any]:
+        module_name, function_name = self.implementation.split(":")
+        return getattr(importlib.import_module(module_name), function_name)
