@@ -57,7 +57,12 @@ def _states_query(view: ViewSource, semantics: Semantics) -> str:
     """
     keys = ", ".join(_quote(k) for k in view.join_keys)
     ts = _quote(view.timestamp_field)
-    created = _quote(view.created_timestamp_field) if view.created_timestamp_field else ts
+    # A row without a created timestamp counts as created when it happened.
+    created = (
+        f"coalesce({_quote(view.created_timestamp_field)}, {ts})"
+        if view.created_timestamp_field
+        else ts
+    )
     available = f"greatest({ts}, {created})" if semantics == "as_known" else ts
     features = ", ".join(f"{_quote(src)} AS {_quote(out)}" for src, out in view.features)
     path = view.path.replace("'", "''")
@@ -86,7 +91,8 @@ def _join_query(views: list[ViewSource], entity_ts: str, semantics: Semantics) -
         )
         fresh = f"{alias}.__ts IS NOT NULL"
         if view.ttl:
-            fresh += f" AND {alias}.__ts >= {t} - INTERVAL {int(view.ttl.total_seconds())} SECOND"
+            ttl_us = view.ttl // timedelta(microseconds=1)
+            fresh += f" AND {alias}.__ts >= {t} - to_microseconds({ttl_us})"
         columns += [
             f"CASE WHEN {fresh} THEN {alias}.{_quote(out)} END AS {_quote(out)}"
             for _, out in view.features
@@ -115,13 +121,20 @@ def point_in_time_join(
 
     if semantics not in ("as_known", "feast"):
         raise ValueError(f"semantics must be 'as_known' or 'feast', got {semantics!r}")
-    clashes = [o for v in views for _, o in v.features if o in entity_rows.column_names]
+    outputs = [o for v in views for _, o in v.features]
+    repeated = sorted({o for o in outputs if outputs.count(o) > 1})
+    if repeated:
+        raise ValueError(
+            f"feature(s) {', '.join(repeated)} come from more than one view; use full feature names"
+        )
+    clashes = [o for o in outputs if o in entity_rows.column_names]
     if clashes:
         raise ValueError(
             f"entity rows already have column(s) {', '.join(clashes)} that the feature views "
             "provide; rename them or use full feature names"
         )
     con = connection or duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")  # naive source timestamps are UTC, as in Feast
     with_ids = entity_rows.append_column(
         ROW_ID, pa.array(np.arange(entity_rows.num_rows, dtype=np.int64))
     )

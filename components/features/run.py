@@ -112,6 +112,9 @@ def load_entity_rows(
     if table.num_rows == 0:
         raise InputDataError(f"{path}: no entity rows; a training set needs at least one")
     check_integer_keys(table, service.join_keys, str(path))
+    # Input metadata (e.g. pandas' record of the original time zone) would misdescribe the
+    # normalized columns in the output.
+    table = table.replace_schema_metadata(None)
     return normalize_timestamps(table, event_timestamp_column, str(path))
 
 

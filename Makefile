@@ -1,0 +1,39 @@
+# Portside. `make demo` and `make test` are all a fresh machine needs; both run `make setup`.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+PORTSIDE := .venv/bin/portside
+DEMO_TRANSACTIONS ?= 200000
+DEMO_RUN := data/runs/demo
+
+.PHONY: setup demo test bench lint format clean
+
+setup:  ## create/refresh the main environment (.venv, Python 3.11) from uv.lock
+	@command -v $(UV) >/dev/null 2>&1 || { echo "installing uv"; python3 -m pip install --quiet uv; }
+	$(UV) sync --frozen --all-extras --python 3.11 --quiet
+	@mkdir -p data
+
+demo: setup  ## generate data, feast apply, materialize, build a training set, look up online features
+	$(PORTSIDE) data generate --transactions $(DEMO_TRANSACTIONS) --out data/sources
+	cd feature_repo && ../.venv/bin/feast apply
+	$(PORTSIDE) features materialize --incremental
+	$(PY) -m components features --entity-rows data/sources/transactions.parquet \
+		--training-set $(DEMO_RUN)/training_set --feature-repo feature_repo
+	$(PORTSIDE) features lookup --user-id 1 2 3 --amount 250 --merchant-category electronics
+
+test: setup  ## the whole test suite (what .ci/run calls)
+	.venv/bin/pytest
+
+bench: setup  ## benchmarks: print a table, write JSON under bench/results/
+	$(PY) -m bench
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: setup
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+clean:  ## remove generated data (the Feast registry, online store and sources)
+	rm -rf data

@@ -1,0 +1,79 @@
+"""Shared fixtures: a Feast repo copy over freshly generated data, applied with the real CLI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DATA_END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class FeatureWorkspace:
+    """A copy of the project's feature repo next to its own `data/` folder."""
+
+    root: Path
+    repo: Path
+    sources: Path
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run a command as a user would; fail the test with its output if it fails."""
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def make_workspace(root: Path, sources: Path | None = None) -> FeatureWorkspace:
+    """Copy feature_repo/ under root; link (or generate) root/data/sources."""
+    from pipelines.synthetic_data import SyntheticDataConfig, generate
+
+    shutil.copytree(ROOT / "feature_repo", root / "feature_repo")
+    target = root / "data" / "sources"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if sources is None:
+        config = SyntheticDataConfig(transactions=20_000, users=400, end=DATA_END, seed=11)
+        generate(config, target, progress=False)
+    else:
+        target.symlink_to(sources)
+    return FeatureWorkspace(root, root / "feature_repo", target)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> FeatureWorkspace:
+    ws = make_workspace(tmp_path_factory.mktemp("features"))
+    run_cli([str(BIN / "feast"), "apply"], cwd=ws.repo)
+    return ws
+
+
+@pytest.fixture
+def fresh_workspace(workspace: FeatureWorkspace, tmp_path: Path) -> FeatureWorkspace:
+    """Its own registry and online store over the session's data, applied and empty."""
+    ws = make_workspace(tmp_path, sources=workspace.sources)
+    run_cli([str(BIN / "feast"), "apply"], cwd=ws.repo)
+    return ws
+
+
+def assert_same_values(left, right, columns: list[str]) -> None:
+    """Equal values per column, nulls in the same places, floats to 1e-9 relative."""
+    import numpy as np
+    import pandas as pd
+
+    assert len(left) == len(right)
+    for column in columns:
+        a = pd.Series(left[column]).reset_index(drop=True)
+        b = pd.Series(right[column]).reset_index(drop=True)
+        assert (a.isna() == b.isna()).all(), f"{column}: nulls differ"
+        a, b = a[a.notna()], b[b.notna()]
+        if a.dtype.kind == "f" or b.dtype.kind == "f":
+            assert np.allclose(a.astype(float), b.astype(float), rtol=1e-9, atol=0), column
+        else:
+            assert (a.astype(object) == b.astype(object)).all(), f"{column}: values differ"
