@@ -136,8 +136,7 @@ def _materialize_view(
     started = time.perf_counter()
     query = latest_rows_query(view, str(store.repo_path))
     con = duckdb.connect()
-    result = con.execute(query, {"start": start, "end": end})
-    reader = result.to_arrow_reader(batch_rows)
+    reader = con.sql(query, params={"start": start, "end": end}).to_arrow_reader(batch_rows)
     join_key_types = {col.name: col.dtype.to_value_type() for col in view.entity_columns}
     provider = store._get_provider()
     rows = 0

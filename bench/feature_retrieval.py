@@ -1,0 +1,222 @@
+"""Benchmark `feature_retrieval`: training-set build, Portside vs Feast's offline stores.
+
+Entity rows are sampled (seeded) from transactions.parquet and joined against the
+`fraud_model_v1` service (user_profile, user_daily_aggregates of ~3M rows, an on-demand view):
+
+- portside: `components.features.run.run(...)` (default `as_known` semantics), the call timed;
+- feast file (dask): `get_historical_features(...).to_df()` on a repo copy whose
+  feature_store.yaml has `offline_store: {type: file}`, timed including `to_df()`;
+- feast duckdb: the same call on the repo's default yaml (DuckDB offline store).
+
+Then Portside alone at 10M entity rows (sampled with replacement from the same transactions).
+Feast returns rows in another order, so only rows are counted.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    WORK,
+    count,
+    dataset,
+    feature_workspace,
+    fraction,
+    gigabytes,
+    measure,
+    ratio,
+    seconds,
+    table,
+    timed,
+)
+
+NAME = "feature_retrieval"
+FEATURE_SERVICE = "fraud_model_v1"
+# ~3.06M user_daily_aggregates rows (checked: the view must have 2.9-3.3M rows).
+DATA = {"transactions": 3_000_000, "users": 37_000}
+SIZES = (10_000, 100_000, 1_000_000)
+BIG = 10_000_000
+QUICK_DATA = {"transactions": 20_000, "users": 400}
+QUICK_SIZES = (1_000, 5_000)
+QUICK_BIG = 30_000
+SEED = 0
+
+PORTSIDE, FILE, DUCKDB = "portside", "feast file (dask)", "feast duckdb"
+MIN_SPEEDUP, MAX_MEMORY_FRACTION = 15.0, 0.25  # vs the file store
+BIG_MAX_S, BIG_MAX_GB = 20.0, 8.0
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    sources, source_rows = dataset(**(QUICK_DATA if quick else DATA))
+    print(
+        f"sources: {source_rows['transactions']:,} transactions, "
+        f"user_daily_aggregates {source_rows['user_daily_aggregates']:,} rows, "
+        f"user_profiles {source_rows['user_profiles']:,} rows",
+        flush=True,
+    )
+    work = WORK / NAME
+    shutil.rmtree(work, ignore_errors=True)
+    repos = {
+        DUCKDB: feature_workspace(work / "duckdb", sources),  # the repo's own yaml
+        FILE: feature_workspace(work / "file", sources, {"offline_store": {"type": "file"}}),
+    }
+    repos[PORTSIDE] = repos[DUCKDB]  # Portside reads only the registry and the Parquet sources
+
+    cases = []
+    sizes = QUICK_SIZES if quick else SIZES
+    for n in sizes:
+        rows_path = entity_rows(sources, n)
+        for engine in (PORTSIDE, FILE, DUCKDB):
+            cases.append(_measure(engine, n, rows_path, repos[engine], work))
+    big = QUICK_BIG if quick else BIG
+    cases.append(_measure(PORTSIDE, big, entity_rows(sources, big), repos[PORTSIDE], work))
+
+    _add_ratios(cases)
+    text = _table(cases, big)
+    print(text, flush=True)
+    return {
+        "data": {**(QUICK_DATA if quick else DATA), "rows": source_rows},
+        "entity_rows_seed": SEED,
+        "cases": cases,
+        "tables": [text],
+        "failed": sum("error" in case for case in cases),
+    }
+
+
+def entity_rows(sources: Path, n: int) -> Path:
+    """n transactions sampled with a fixed seed (with replacement if n exceeds them), cached."""
+    path = sources.parent / f"entity_rows_{n}_seed{SEED}.parquet"
+    if not path.is_file():
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        transactions = pq.read_table(sources / "transactions.parquet")
+        rng = np.random.default_rng(SEED)
+        index = rng.choice(transactions.num_rows, n, replace=n > transactions.num_rows)
+        partial = path.with_suffix(".partial")
+        pq.write_table(transactions.take(index), partial)
+        partial.rename(path)
+    return path
+
+
+def _measure(engine: str, n: int, rows_path: Path, repo: Path, work: Path) -> dict[str, Any]:
+    label = f"{NAME}-{engine.split()[-1].strip('()')}-{n}"
+    out = work / "out" / label
+    case = {"engine": engine, "entity_rows": n, "path": str(rows_path), "repo": str(repo)}
+    result = measure(f"bench.{NAME}", label, {**case, "out": str(out)})
+    shutil.rmtree(out, ignore_errors=True)  # a 10M-row training set is large
+    return result
+
+
+def _add_ratios(cases: list[dict[str, Any]]) -> None:
+    """Speed-up and memory fraction vs the file store at the same size; target verdicts."""
+    file_store = {c["entity_rows"]: c for c in cases if c["engine"] == FILE and "error" not in c}
+    for case in cases:
+        if "error" in case:
+            case["targets"] = "error"
+            continue
+        case["rows_dropped"] = case["entity_rows"] - case["rows_returned"]
+        reference = file_store.get(case["entity_rows"])
+        if reference is not None and case["engine"] != FILE:
+            case["speedup_vs_file"] = round(reference["wall_s"] / case["wall_s"], 2)
+            case["memory_vs_file"] = round(case["peak_rss_gb"] / reference["peak_rss_gb"], 3)
+        if case["engine"] == PORTSIDE:
+            case["targets"] = _verdict(case, reference is not None)
+
+
+def _verdict(case: dict[str, Any], compared: bool) -> str:
+    misses = []
+    if case["rows_dropped"]:
+        misses.append(f"{case['rows_dropped']:,} rows dropped")
+    if compared:
+        if case["speedup_vs_file"] < MIN_SPEEDUP:
+            misses.append(f"speed-up {case['speedup_vs_file']:.1f}x < {MIN_SPEEDUP:.0f}x")
+        if case["memory_vs_file"] > MAX_MEMORY_FRACTION:
+            misses.append(f"memory {case['memory_vs_file']:.0%} > {MAX_MEMORY_FRACTION:.0%}")
+    else:
+        if case["wall_s"] > BIG_MAX_S:
+            misses.append(f"{case['wall_s']:.1f} s > {BIG_MAX_S:.0f} s")
+        if case["peak_rss_gb"] > BIG_MAX_GB:
+            misses.append(f"{case['peak_rss_gb']:.2f} GB > {BIG_MAX_GB:.0f} GB")
+    return "pass" if not misses else "MISS: " + "; ".join(misses)
+
+
+def _table(cases: list[dict[str, Any]], big: int) -> str:
+    headers = [
+        "engine",
+        "entity rows",
+        "wall s",
+        "peak RSS GB",
+        "rows returned",
+        "rows dropped",
+        "speed-up vs file",
+        "memory vs file",
+        "targets",
+    ]
+    rows = []
+    for c in cases:
+        if "error" in c:
+            rows.append([c["engine"], count(c["entity_rows"]), "error", "", "", "", "", "", ""])
+            continue
+        rows.append(
+            [
+                c["engine"],
+                count(c["entity_rows"]),
+                seconds(c["wall_s"]),
+                gigabytes(c["peak_rss_gb"]),
+                count(c["rows_returned"]),
+                count(c["rows_dropped"]),
+                ratio(c.get("speedup_vs_file")),
+                fraction(c.get("memory_vs_file")),
+                c.get("targets", "-"),
+            ]
+        )
+    return table(
+        f"{NAME}: training set for fraud_model_v1 "
+        f"(targets: >= {MIN_SPEEDUP:.0f}x faster than the file store, <= "
+        f"{MAX_MEMORY_FRACTION:.0%} of its memory, 0 rows dropped; {big:,} rows within "
+        f"{BIG_MAX_S:.0f} s and {BIG_MAX_GB:.0f} GB)",
+        headers,
+        rows,
+    )
+
+
+# --- child side ----------------------------------------------------------------------------
+
+
+def run_case(case: dict[str, Any]) -> dict[str, Any]:
+    if case["engine"] == PORTSIDE:
+        import feast  # noqa: F401  (imports are setup; run() itself loads the registry)
+        import pyarrow.parquet as pq
+
+        from components.features.run import TRAINING_SET_FILE
+        from components.features.run import run as build_training_set
+
+        manifest, timing = timed(
+            lambda: build_training_set(
+                case["path"], case["out"], FEATURE_SERVICE, feature_repo=case["repo"]
+            )
+        )
+        written = pq.ParquetFile(Path(case["out"]) / TRAINING_SET_FILE).metadata.num_rows
+        return {**timing, "rows_in": manifest.rows_in, "rows_returned": written}
+
+    import pandas as pd
+    from feast import FeatureStore
+
+    entity_df = pd.read_parquet(case["path"])
+    store = FeatureStore(repo_path=case["repo"])
+
+    def retrieve() -> pd.DataFrame:
+        service = store.get_feature_service(FEATURE_SERVICE)
+        return store.get_historical_features(entity_df=entity_df, features=service).to_df()
+
+    frame, timing = timed(retrieve)
+    return {**timing, "rows_in": len(entity_df), "rows_returned": len(frame)}
+
+
+if __name__ == "__main__":
+    from bench.common import case_main
+
+    case_main(run_case)

@@ -1,0 +1,81 @@
+"""The `portside` command as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import BIN, ROOT, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def test_data_generate_writes_the_three_tables(tmp_path):
+    out = run_cli(
+        [
+            str(BIN / "portside"),
+            "data",
+            "generate",
+            "--transactions",
+            "3000",
+            "--seed",
+            "3",
+            "--end",
+            "2026-10-01",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+        cwd=ROOT,
+    )
+    assert "fraud rate" in out
+    assert pq.read_metadata(tmp_path / "transactions.parquet").num_rows == 3000
+    for name in ("user_profiles", "user_daily_aggregates"):
+        assert pq.read_metadata(tmp_path / f"{name}.parquet").num_rows > 0
+
+
+def test_materialize_then_lookup(fresh_workspace):
+    repo = str(fresh_workspace.repo)
+    out = run_cli(
+        [
+            str(BIN / "portside"),
+            "features",
+            "materialize",
+            "--start",
+            "2026-10-01",
+            "--end",
+            "2026-11-01",
+            "--repo",
+            repo,
+            "--quiet",
+        ],
+        cwd=ROOT,
+    )
+    assert "user_daily_aggregates:" in out and "entities" in out
+    out = run_cli(
+        [str(BIN / "portside"), "features", "lookup", "--user-id", "1", "2", "--repo", repo],
+        cwd=ROOT,
+    )
+    assert "credit_limit" in out and "amount_to_avg_30d" in out
+
+
+def test_materialize_without_start_is_a_clear_error(workspace):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "features",
+            "materialize",
+            "--repo",
+            str(workspace.repo),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "--start is required" in done.stderr
