@@ -78,7 +78,14 @@ def _states_query(view: ViewSource, semantics: Semantics) -> str:
     """
 
 
-def _join_query(views: list[ViewSource], entity_ts: str, semantics: Semantics) -> str:
+def history_flag(view: ViewSource) -> str:
+    """Name of the optional column telling whether a row found usable history in `view`."""
+    return f"__has_history__{view.name}"
+
+
+def _join_query(
+    views: list[ViewSource], entity_ts: str, semantics: Semantics, flag_history: bool
+) -> str:
     """ASOF LEFT JOIN the entity rows to every view's states; features outside TTL are null."""
     ctes, joins, columns = [], [], []
     t = f"e.{_quote(entity_ts)}"
@@ -97,6 +104,8 @@ def _join_query(views: list[ViewSource], entity_ts: str, semantics: Semantics) -
             f"CASE WHEN {fresh} THEN {alias}.{_quote(out)} END AS {_quote(out)}"
             for _, out in view.features
         ]
+        if flag_history:
+            columns.append(f"({fresh}) AS {_quote(history_flag(view))}")
     return (
         f"WITH {', '.join(ctes)} SELECT {', '.join(columns)} FROM entities e {' '.join(joins)} "
         f"ORDER BY e.{ROW_ID}"
@@ -109,8 +118,12 @@ def point_in_time_join(
     event_timestamp_column: str = "event_timestamp",
     semantics: Semantics = "as_known",
     connection: duckdb.DuckDBPyConnection | None = None,
+    flag_history: bool = False,
 ) -> pa.Table:
     """Return entity_rows (same order, same count) with every view's features appended.
+
+    With `flag_history`, a boolean column per view (`history_flag(view)`) says whether the row
+    found a usable feature row there (False: no history, or only rows older than the TTL).
 
     The entity timestamp column must already be a UTC microsecond timestamp (see
     `components.features.entity_rows.normalize_timestamps`).
@@ -140,7 +153,9 @@ def point_in_time_join(
     )
     con.register("entities", with_ids)
     if views:
-        joined = con.sql(_join_query(views, event_timestamp_column, semantics)).to_arrow_table()
+        joined = con.sql(
+            _join_query(views, event_timestamp_column, semantics, flag_history)
+        ).to_arrow_table()
         for name in joined.column_names:
             entity_rows = entity_rows.append_column(name, joined.column(name))
     con.unregister("entities")

@@ -72,9 +72,11 @@ def run(
             "this service has other sources (use Feast's offline store for those)"
         )
     table = load_entity_rows(Path(entity_rows), service, event_timestamp_column, label_column)
-    result = build_training_set(table, service, event_timestamp_column, point_in_time)
+    result, without_history = build_training_set(
+        table, service, event_timestamp_column, point_in_time
+    )
     if result.num_rows != table.num_rows:  # the one invariant this component exists for
-        raise AssertionError(f"{table.num_rows} entity rows in, {result.num_rows} out")
+        raise RuntimeError(f"bug: {table.num_rows} entity rows in, {result.num_rows} out")
 
     out_dir = Path(training_set)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +92,7 @@ def run(
         label_column,
         point_in_time,
         full_feature_names,
+        without_history,
         time.perf_counter() - started,
     )
     (out_dir / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=2))
@@ -120,18 +123,30 @@ def load_entity_rows(
 
 def build_training_set(
     table: pa.Table, service: ResolvedService, event_timestamp_column: str, point_in_time: str
-) -> pa.Table:
-    """Join features (DuckDB point-in-time join), then apply the on-demand views."""
-    from components.features.pit_join import point_in_time_join
+) -> tuple[pa.Table, dict[str, int]]:
+    """Join features (DuckDB point-in-time join), then apply the on-demand views.
 
-    result = point_in_time_join(table, service.views, event_timestamp_column, point_in_time)
+    Returns the training set and, per view, the number of rows that found no usable history.
+    """
+    import pyarrow.compute as pc
+
+    from components.features.pit_join import history_flag, point_in_time_join
+
+    result = point_in_time_join(
+        table, service.views, event_timestamp_column, point_in_time, flag_history=True
+    )
+    without_history = {}
+    for view in service.views:
+        flag = history_flag(view)
+        without_history[view.name] = result.num_rows - pc.sum(result.column(flag)).as_py()
+        result = result.drop_columns([flag])
     for odfv in service.on_demand_views:
         transformed = odfv.transform_arrow(result, full_feature_names=False)
         for feature in odfv.projection.features:
             name = feature.name
             if name in transformed.column_names and name not in result.column_names:
                 result = result.append_column(name, transformed.column(name))
-    return result
+    return result, without_history
 
 
 def content_fingerprint(table: pa.Table) -> str:
@@ -154,6 +169,7 @@ def _manifest(
     label_column: str,
     point_in_time: str,
     full_feature_names: bool,
+    without_history: dict[str, int],
     seconds: float,
 ) -> FeaturesManifest:
     import pyarrow.compute as pc
@@ -163,9 +179,6 @@ def _manifest(
     label = table.column(label_column)
     key_and_time = table.select([*service.join_keys, ts_column])
     distinct = key_and_time.group_by(key_and_time.column_names).aggregate([]).num_rows
-    without_history = {
-        view.name: result.column(view.features[0][1]).null_count for view in service.views
-    }
     return FeaturesManifest(
         feature_service=service.name,
         feature_service_hash=service.definition_hash,

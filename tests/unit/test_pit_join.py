@@ -504,3 +504,15 @@ def test_same_feature_name_from_two_views_is_a_clear_error(tmp_path: Path) -> No
     ]
     with pytest.raises(ValueError, match="more than one view"):
         point_in_time_join(_entities([(1, T0)]), views)
+
+
+def test_history_flags_say_which_rows_found_usable_history(tmp_path: Path) -> None:
+    from components.features.pit_join import history_flag
+
+    # a real null value is still history; a row beyond the TTL is not
+    views = _one_view(tmp_path, [(1, T0, T0, None, 1)], ttl=timedelta(days=1))
+    entities = _entities([(1, T0), (1, T0 + timedelta(days=2)), (2, T0)])
+    result = point_in_time_join(entities, views, flag_history=True)
+    assert result.column(history_flag(views[0])).to_pylist() == [True, False, False]
+    assert result.column("v_value").to_pylist() == [None, None, None]
+    assert history_flag(views[0]) not in point_in_time_join(entities, views).column_names
