@@ -7,13 +7,14 @@ On failure a one-line reason goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import asdict, is_dataclass
+import traceback
 
 from components.errors import PortsideError
-from components.registry import COMPONENT_NAMES, get_spec
+from components.registry import component_names, get_spec
 from components.spec import ComponentSpec
+
+DEFAULT_CACHE_DIR = "data/cache"
 
 
 def _flag(name: str) -> str:
@@ -43,6 +44,13 @@ def _add_component_parser(subparsers: argparse._SubParsersAction, spec: Componen
             choices=param.choices,
             help=f"{param.doc} (default: {param.default})",
         )
+    if spec.cacheable:
+        parser.add_argument(
+            "--cache-dir",
+            default=DEFAULT_CACHE_DIR,
+            help=f"content-addressed cache of outputs (default: {DEFAULT_CACHE_DIR})",
+        )
+        parser.add_argument("--no-cache", action="store_true", help="always run; store nothing")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,21 +58,30 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m components", description="Run one Portside component."
     )
     subparsers = parser.add_subparsers(dest="component", required=True, metavar="COMPONENT")
-    for name in COMPONENT_NAMES:
+    for name in component_names():
         _add_component_parser(subparsers, get_spec(name))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from components.runtime import execute
+
     args = vars(build_parser().parse_args(argv))
     spec = get_spec(args.pop("component"))
+    cache_dir = args.pop("cache_dir", None)
+    if args.pop("no_cache", False):
+        cache_dir = None
     try:
-        result = spec.load()(**args)
+        manifest = execute(spec, args, cache_dir=cache_dir)
     except PortsideError as error:
         print(f"{spec.name}: {type(error).__name__}: {error}", file=sys.stderr)
         return error.exit_code
-    summary = asdict(result) if is_dataclass(result) else result
-    print(json.dumps(summary, indent=2, default=str))
+    except Exception as error:  # a bug or an environment problem: keep the details
+        traceback.print_exc()
+        print(f"{spec.name}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    outputs = ", ".join(info["path"] for info in manifest.outputs.values())
+    print(f"{spec.name}: {manifest.status} in {manifest.seconds:.2f} s -> {outputs}")
     return 0
 
 

@@ -45,6 +45,10 @@ class ComponentSpec:
     inputs: tuple[Artifact, ...] = ()
     outputs: tuple[Artifact, ...] = ()
     parameters: tuple[Parameter, ...] = field(default=())
+    # False for components whose result depends on more than their declared inputs (the
+    # features component reads a moving feature store); downstream steps still cache on the
+    # content of what it wrote.
+    cacheable: bool = True
 
     def load(self) -> Callable[..., Any]:
         module_name, function_name = self.implementation.split(":")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,7 +42,6 @@ class FeaturesManifest:
     null_counts: dict[str, int]
     rows_without_history: dict[str, int]
     content_fingerprint: str
-    seconds: float
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -63,7 +61,6 @@ def run(
 
     from components.features.feast_repo import open_store, resolve_service
 
-    started = time.perf_counter()
     store = open_store(feature_repo)
     service = resolve_service(store, feature_service, full_feature_names)
     if not service.file_sources_only:
@@ -93,7 +90,6 @@ def run(
         point_in_time,
         full_feature_names,
         without_history,
-        time.perf_counter() - started,
     )
     (out_dir / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
@@ -170,7 +166,6 @@ def _manifest(
     point_in_time: str,
     full_feature_names: bool,
     without_history: dict[str, int],
-    seconds: float,
 ) -> FeaturesManifest:
     import pyarrow.compute as pc
 
@@ -196,6 +191,5 @@ def _manifest(
         null_counts={name: result.column(name).null_count for name in features},
         rows_without_history=without_history,
         content_fingerprint=content_fingerprint(result),
-        seconds=round(seconds, 3),
         extra={"full_feature_names": full_feature_names},
     )

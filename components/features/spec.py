@@ -11,6 +11,8 @@ SPEC = ComponentSpec(
         "Never drops an entity row: rows without history get nulls."
     ),
     implementation="components.features.run:run",
+    # The feature store behind it moves; downstream steps cache on the training set's content.
+    cacheable=False,
     inputs=(Artifact("entity_rows", "dataset", "Parquet file of labelled entity rows."),),
     outputs=(
         Artifact(

@@ -1,0 +1,81 @@
+"""The model artifact's contract, shared by train (writes it), evaluate, push and serving.
+
+A model directory holds:
+  saved_model/        TensorFlow SavedModel (the layout Vertex AI prebuilt containers and TF
+                      Serving load); its `serving_default` signature takes one rank-1 tensor per
+                      raw feature column (float32 numeric, NaN = missing; string categorical,
+                      "" = missing) and returns {"fraud_probability": float32 [batch]}.
+  feature_spec.json   which columns are numeric / categorical, the label and timestamp columns.
+  metrics.json        training metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from components.errors import InputDataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+SAVED_MODEL_DIR = "saved_model"
+FEATURE_SPEC_FILE = "feature_spec.json"
+SERVING_OUTPUT = "fraud_probability"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    numeric: list[str]
+    categorical: list[str]
+    label: str = "is_fraud"
+    timestamp: str = "event_timestamp"
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def save(self, model_dir: str | Path) -> None:
+        (Path(model_dir) / FEATURE_SPEC_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> FeatureSpec:
+        path = Path(model_dir) / FEATURE_SPEC_FILE
+        if not path.is_file():
+            raise InputDataError(f"{path}: missing; is {model_dir} a Portside model directory?")
+        return cls(**json.loads(path.read_text()))
+
+
+def to_signature_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """Raw feature columns as the serving signature takes them."""
+    import numpy as np
+
+    missing = [c for c in spec.columns if c not in frame.columns]
+    if missing:
+        raise InputDataError(f"feature column(s) missing: {', '.join(missing)}")
+    inputs: dict[str, np.ndarray] = {}
+    for column in spec.numeric:
+        inputs[column] = frame[column].astype("float64").to_numpy(np.float32, na_value=np.nan)
+    for column in spec.categorical:
+        inputs[column] = frame[column].astype("string").fillna("").to_numpy(dtype=object)
+    return inputs
+
+
+def predict(model_dir: str | Path, frame: pd.DataFrame, batch_size: int = 65_536) -> np.ndarray:
+    """Fraud probabilities for every row of `frame`, through the exported serving signature."""
+    import numpy as np
+    import tensorflow as tf
+
+    spec = FeatureSpec.load(model_dir)
+    serve = tf.saved_model.load(str(Path(model_dir) / SAVED_MODEL_DIR)).signatures[
+        "serving_default"
+    ]
+    inputs = to_signature_inputs(frame, spec)
+    parts = []
+    for start in range(0, len(frame), batch_size):
+        batch = {k: tf.constant(v[start : start + batch_size]) for k, v in inputs.items()}
+        parts.append(serve(**batch)[SERVING_OUTPUT].numpy().reshape(-1))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
