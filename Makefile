@@ -6,7 +6,7 @@ PORTSIDE := .venv/bin/portside
 DEMO_TRANSACTIONS ?= 200000
 DEMO_RUN := data/runs/demo
 
-.PHONY: setup demo test bench lint format clean
+.PHONY: setup demo test bench lint format clean requirements image
 
 setup:  ## create/refresh the main environment (.venv, Python 3.11) from uv.lock
 	@command -v $(UV) >/dev/null 2>&1 || { echo "installing uv"; python3 -m pip install --quiet uv; }
@@ -37,3 +37,15 @@ format: setup
 
 clean:  ## remove generated data (the Feast registry, online store and sources)
 	rm -rf data
+
+IMAGE_EXTRAS := --extra features --extra validate --extra train --extra registry --extra kfp
+
+requirements:  ## pinned requirements of the component image, from uv.lock (Airflow not included)
+	$(UV) export --frozen --no-dev --no-emit-project --no-header $(IMAGE_EXTRAS) \
+		--output-file deploy/requirements/component.txt --quiet
+
+image: requirements  ## build the component image (needs a Docker engine), tag = package version
+	$(UV) build --wheel --out-dir dist
+	docker build -f deploy/component.Dockerfile \
+		--build-arg VERSION=$$($(PY) -c 'import importlib.metadata as m; print(m.version("portside"))') \
+		-t $$($(PY) -c 'from components.image import component_image; print(component_image())') .

@@ -49,6 +49,9 @@ class ComponentSpec:
     # features component reads a moving feature store); downstream steps still cache on the
     # content of what it wrote.
     cacheable: bool = True
+    # Scalar results an orchestrator can branch on (e.g. evaluate's `blessed`); each is a key
+    # of the dict/dataclass that the implementation returns.
+    returns: tuple[Parameter, ...] = ()
 
     def load(self) -> Callable[..., Any]:
         module_name, function_name = self.implementation.split(":")

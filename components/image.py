@@ -1,0 +1,19 @@
+"""The one project image that holds every component; its tag is the package version."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+DEFAULT_REPOSITORY = "us-docker.pkg.dev/portside-project/portside/components"
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("portside")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def component_image(repository: str = DEFAULT_REPOSITORY) -> str:
+    """`<repository>:<package version>`, e.g. .../components:0.1.0."""
+    return f"{repository}:{package_version()}"
