@@ -74,6 +74,48 @@ def _features_lookup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_list(args: argparse.Namespace) -> int:
+    from components.push.registry import HASH_TAG, Registry, is_complete
+
+    registry = Registry(args.tracking_uri, args.model_name)
+    versions = registry.versions()
+    if not versions:
+        print(f"no versions of {args.model_name!r} in {registry.tracking_uri}")
+        return 0
+    by_version: dict[str, list[str]] = {}
+    for alias, version in registry.aliases().items():
+        by_version.setdefault(version, []).append(alias)
+    print(f"{'version':>7}  {'aliases':<12} {'state':<10} {'content':<12}  created (UTC)")
+    for v in versions:
+        created = f"{datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc):%F %T}"
+        aliases = ",".join(sorted(by_version.get(str(v.version), []))) or "-"
+        state = "complete" if is_complete(v) else "incomplete"
+        content = v.tags.get(HASH_TAG, "?")[:12]
+        print(f"{v.version:>7}  {aliases:<12} {state:<10} {content:<12}  {created}")
+    history = registry.history()
+    print(f"champion history: {' -> '.join(history) if history else '(none)'}")
+    return 0
+
+
+def _models_promote(args: argparse.Namespace) -> int:
+    from components.push.registry import Registry
+
+    previous = Registry(args.tracking_uri, args.model_name).promote(args.version)
+    if previous == args.version:
+        print(f"{args.model_name}: v{args.version} is already the champion")
+    else:
+        print(f"{args.model_name}: champion v{previous or '-'} -> v{args.version}")
+    return 0
+
+
+def _models_rollback(args: argparse.Namespace) -> int:
+    from components.push.registry import Registry
+
+    current, previous = Registry(args.tracking_uri, args.model_name).rollback()
+    print(f"{args.model_name}: champion rolled back v{current} -> v{previous}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="portside", description="Portside: reusable ML pipeline components and their runs."
@@ -115,6 +157,28 @@ def build_parser() -> argparse.ArgumentParser:
     look.add_argument("--feature-service", default="fraud_model_v1")
     look.add_argument("--repo", default=DEFAULT_REPO, help="Feast repo path")
     look.set_defaults(handler=_features_lookup)
+
+    models = commands.add_parser(
+        "models", help="the MLflow model registry: versions and the champion"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    registry_options = argparse.ArgumentParser(add_help=False)
+    registry_options.add_argument("--model-name", default="fraud_model")
+    registry_options.add_argument(
+        "--tracking-uri", default="", help="MLflow URI or SQLite file (default: data/mlflow)"
+    )
+    listing = models.add_parser(
+        "list", parents=[registry_options], help="versions, aliases, complete or not"
+    )
+    listing.set_defaults(handler=_models_list)
+    promote = models.add_parser(
+        "promote", parents=[registry_options], help="make a complete version the champion"
+    )
+    promote.add_argument("version", help="model version number")
+    promote.set_defaults(handler=_models_promote)
+    rollback = models.add_parser(
+        "rollback", parents=[registry_options], help="move the champion back to the previous one"
+    )
+    rollback.set_defaults(handler=_models_rollback)
     return parser
 
 

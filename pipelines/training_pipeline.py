@@ -3,8 +3,8 @@
 `create_pipeline()` is used by the compile (Vertex AI / Kubeflow) and by the local run.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: KFP reads the pipeline's parameter types from
+# real annotation objects, not strings.
 from typing import Any
 
 PIPELINE_NAME = "portside-training"

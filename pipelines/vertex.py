@@ -188,7 +188,7 @@ class _service_errors:
         from google.api_core import exceptions
 
         hints = {
-            exceptions.PermissionDenied: "check that the caller and the service account have "
+            exceptions.Forbidden: "check that the caller and the service account have "
             "roles/aiplatform.user and access to the pipeline root bucket",
             exceptions.NotFound: "check the project, region and that the Vertex AI API is enabled",
             exceptions.ResourceExhausted: "a quota is exhausted; see IAM & Admin > Quotas",
