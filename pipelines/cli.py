@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from components.errors import PortsideError
+from pipelines.pipeline_commands import add_pipeline_commands
 
 DEFAULT_REPO = "feature_repo"
 
@@ -179,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
         "rollback", parents=[registry_options], help="move the champion back to the previous one"
     )
     rollback.set_defaults(handler=_models_rollback)
+
+    add_pipeline_commands(commands)
     return parser
 
 

@@ -34,7 +34,7 @@ class UiOutput:
     name: str
     kfp_type: str  # HTML | Metrics | ClassificationMetrics
     source_output: str
-    source_file: str
+    source_file: str  # a name or a glob in that output's directory
 
 
 UI_OUTPUTS: dict[str, tuple[UiOutput, ...]] = {
@@ -43,7 +43,7 @@ UI_OUTPUTS: dict[str, tuple[UiOutput, ...]] = {
     "evaluate": (
         UiOutput("metrics", "Metrics", "evaluation", "metrics.json"),
         UiOutput("classification_metrics", "ClassificationMetrics", "evaluation", "metrics.json"),
-        UiOutput("plots", "HTML", "evaluation", "report.html"),
+        UiOutput("plots", "HTML", "evaluation", "*.png"),
     ),
 }
 
@@ -61,7 +61,11 @@ def component_source(spec: ComponentSpec) -> str:
         signature.append(f"{param.name}: {param.type.__name__} = {param.default!r}")
     signature.append(f"{CACHE_PARAMETER}: str = ''")
     returns = ""
-    if spec.returns:
+    if len(spec.returns) == 1:
+        # A single result is KFP's plain `Output`; kfp.local resolves dsl.If conditions only
+        # on such outputs (a named output's channel is mistaken for a pipeline input).
+        returns = f" -> {spec.returns[0].type.__name__}"
+    elif spec.returns:
         fields = ", ".join(f"({r.name!r}, {r.type.__name__})" for r in spec.returns)
         returns = f" -> NamedTuple('Outputs', [{fields}])"
     paths = ", ".join(f"{a.name!r}: {a.name}.path" for a in (*spec.inputs, *spec.outputs))

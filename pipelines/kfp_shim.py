@@ -6,6 +6,7 @@ Imported only inside a running task; light at import time.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ def run_task(
     parameters: dict[str, Any],
     ui_artifacts: dict[str, Any],
     cache_dir: str,
-) -> tuple[Any, ...] | None:
-    """Run component `name`; return its declared scalar results in declaration order."""
+) -> Any:
+    """Run component `name`; return its declared scalar result(s): one value, or a tuple."""
     spec = get_spec(name)
     manifest = execute(spec, {**paths, **parameters}, cache_dir=cache_dir or None)
     key = manifest.cache_key[:12]
@@ -31,26 +32,50 @@ def run_task(
     if not spec.returns:
         return None
     result = manifest.result or {}
-    return tuple(result[r.name] for r in spec.returns)
+    values = tuple(result[r.name] for r in spec.returns)
+    return values[0] if len(values) == 1 else values
 
 
 def _publish(output_name: str, artifact: Any, paths: dict[str, str]) -> None:
     from pipelines.kfp_components import UI_OUTPUTS
 
     ui = next(u for outputs in UI_OUTPUTS.values() for u in outputs if u.name == output_name)
-    source = Path(paths[ui.source_output]) / ui.source_file
-    if not source.is_file():
-        print(f"{output_name}: {source} not found; nothing to show")
+    folder = Path(paths[ui.source_output])
+    sources = sorted(folder.glob(ui.source_file))
+    if not sources:
+        print(f"{output_name}: no {ui.source_file} in {folder}; nothing to show")
         return
     if ui.kfp_type == "HTML":
-        Path(artifact.path).write_text(source.read_text())
+        Path(artifact.path).write_text(_html(sources))
         return
-    values = json.loads(source.read_text())
+    values = json.loads(sources[0].read_text())
     if ui.kfp_type == "Metrics":
-        for key, value in values.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                artifact.log_metric(key, value)
+        for key, value in _numbers(values):
+            artifact.log_metric(key, value)
     elif ui.kfp_type == "ClassificationMetrics":
-        curve = values.get("roc_curve") or {}
+        curve = values.get("roc_curve") or values.get("model", {}).get("roc_curve")
         if curve:
             artifact.log_roc_curve(curve["fpr"], curve["tpr"], curve["thresholds"])
+
+
+def _numbers(values: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
+    """Numeric leaves of nested JSON, as dotted names (model.roc_auc)."""
+    found = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            found += _numbers(value, f"{prefix}{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found.append((prefix + key, value))
+    return found
+
+
+def _html(sources: list[Path]) -> str:
+    """One HTML file: an HTML source as it is, or PNG plots embedded inline."""
+    if len(sources) == 1 and sources[0].suffix == ".html":
+        return sources[0].read_text()
+    images = "".join(
+        f'<figure><img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+        f"<figcaption>{p.stem}</figcaption></figure>"
+        for p in sources
+    )
+    return f"<!doctype html><html><body>{images}</body></html>"

@@ -8,6 +8,7 @@ pipeline-level lineage record (`pipeline_run.json`) gathers every task's run man
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -46,6 +47,7 @@ def run_local(
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    _fix_kfp_local_conditions()
     pipeline = create_pipeline()
     arguments = {
         **parameters,
@@ -72,6 +74,31 @@ def run_local(
     )
     (run_dir / PIPELINE_RUN_FILE).write_text(json.dumps(asdict(run), indent=2, default=str))
     return run
+
+
+def _fix_kfp_local_conditions() -> None:
+    """Let kfp.local evaluate the conditions KFP itself compiles.
+
+    kfp 2.16's local orchestrator substitutes channel values into the compiled condition
+    (`inputs.parameter_values['pipelinechannel--evaluate-Output'] == true`) and evals it as
+    Python, which fails on the `inputs.parameter_values[...]` wrapper and on `true`, so every
+    dsl.If branch is silently skipped. Rewrite the condition into the form it can evaluate.
+    """
+    from kfp.local.orchestrator import enhanced_dag_orchestrator as dag
+
+    original = dag.ConditionEvaluator.evaluate_condition
+    if getattr(original, "portside_fixed", False):
+        return
+
+    def evaluate_condition(condition: str, io_store: Any) -> bool:
+        condition = re.sub(
+            r"inputs\.parameter_values\['(pipelinechannel--[^']+)'\]", r"\1", condition
+        )
+        condition = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", condition))
+        return original(condition, io_store)
+
+    evaluate_condition.portside_fixed = True  # type: ignore[attr-defined]
+    dag.ConditionEvaluator.evaluate_condition = staticmethod(evaluate_condition)
 
 
 def _task_manifests(run_dir: Path) -> list[dict[str, Any]]:

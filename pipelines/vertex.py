@@ -89,8 +89,19 @@ def build_job(
     target.check()
     if not Path(template_path).is_file():
         raise ConfigurationError(f"{template_path}: compiled pipeline not found (portside compile)")
+    from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import aiplatform
 
+    if credentials is None:
+        import google.auth
+
+        try:
+            credentials, _ = google.auth.default()
+        except DefaultCredentialsError as error:
+            raise ConfigurationError(
+                "no Google Cloud credentials: run `gcloud auth application-default login` "
+                "or set GOOGLE_APPLICATION_CREDENTIALS"
+            ) from error
     aiplatform.init(
         project=target.project,
         location=target.region,

@@ -54,6 +54,7 @@ def resolve_service(
             "run `feast apply` in the feature repo first"
         ) from error
     views, odfvs, described = [], [], []
+    join_keys: set[str] = set()
     file_only = True
     for projection in service.feature_view_projections:
         kind, view = _lookup_view(store, projection.name)
@@ -61,19 +62,19 @@ def resolve_service(
             odfvs.append(view.with_projection(projection))
             described.append(_describe_on_demand(view, projection))
             continue
+        join_keys.update(view.join_keys)
         source = _view_source(store, view, projection, full_feature_names)
         file_only = file_only and source is not None
         if source is not None:
             views.append(source)
         described.append(_describe_view(view, projection))
-    join_keys = sorted({k for v in views for k in v.join_keys})
     request_fields = sorted(
         {f.name for odfv in odfvs for rs in odfv.source_request_sources.values() for f in rs.schema}
     )
     digest = hashlib.sha256(
         json.dumps({"service": name, "views": described}, sort_keys=True).encode()
     ).hexdigest()
-    return ResolvedService(name, views, odfvs, join_keys, request_fields, digest, file_only)
+    return ResolvedService(name, views, odfvs, sorted(join_keys), request_fields, digest, file_only)
 
 
 def _lookup_view(store: FeatureStore, name: str) -> tuple[str, Any]:

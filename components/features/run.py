@@ -54,24 +54,31 @@ def run(
     label_column: str = "is_fraud",
     point_in_time: str = "as_known",
     full_feature_names: bool = False,
+    engine: str = "auto",
 ) -> FeaturesManifest:
     """Build the training set; write `training_set.parquet` and `manifest.json` into
-    the `training_set` directory and return the manifest."""
+    the `training_set` directory and return the manifest.
+
+    engine: "duckdb" (Portside's point-in-time join over Parquet sources), "feast" (the
+    repo's configured offline store, e.g. BigQuery; Feast's semantics), or "auto" (duckdb
+    when every source is a Parquet file, else feast).
+    """
     import pyarrow.parquet as pq
 
     from components.features.feast_repo import open_store, resolve_service
 
     store = open_store(feature_repo)
     service = resolve_service(store, feature_service, full_feature_names)
-    if not service.file_sources_only:
-        raise ConfigurationError(
-            f"{feature_service}: the point-in-time engine reads Parquet file sources; "
-            "this service has other sources (use Feast's offline store for those)"
-        )
+    engine = _choose_engine(engine, service, point_in_time)
     table = load_entity_rows(Path(entity_rows), service, event_timestamp_column, label_column)
-    result, without_history = build_training_set(
-        table, service, event_timestamp_column, point_in_time
-    )
+    if engine == "duckdb":
+        result, without_history = build_training_set(
+            table, service, event_timestamp_column, point_in_time
+        )
+    else:
+        result, without_history = feast_offline_store_join(
+            store, table, feature_service, full_feature_names
+        )
     if result.num_rows != table.num_rows:  # the one invariant this component exists for
         raise RuntimeError(f"bug: {table.num_rows} entity rows in, {result.num_rows} out")
 
@@ -90,9 +97,69 @@ def run(
         point_in_time,
         full_feature_names,
         without_history,
+        engine,
     )
     (out_dir / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
+
+
+def _choose_engine(engine: str, service: ResolvedService, point_in_time: str) -> str:
+    if engine == "auto":
+        engine = "duckdb" if service.file_sources_only else "feast"
+    if engine not in ("duckdb", "feast"):
+        raise ConfigurationError(f"engine must be auto, duckdb or feast, got {engine!r}")
+    if engine == "duckdb" and not service.file_sources_only:
+        raise ConfigurationError(
+            f"{service.name}: the duckdb engine reads Parquet file sources only; "
+            "use --engine feast for the repo's offline store (e.g. BigQuery)"
+        )
+    if engine == "feast" and point_in_time != "feast":
+        raise ConfigurationError(
+            "the feast engine implements Feast's point-in-time semantics only; "
+            "pass --point-in-time feast"
+        )
+    return engine
+
+
+def feast_offline_store_join(
+    store: object, table: pa.Table, feature_service: str, full_feature_names: bool
+) -> tuple[pa.Table, dict[str, int]]:
+    """The repo's own offline store (DuckDB, BigQuery, ...), rows back in input order.
+
+    Rows without history are counted as rows whose features of a view are all null.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    row_id = "__portside_row_id"
+    frame = table.append_column(row_id, pa.array(np.arange(table.num_rows))).to_pandas()
+    service = store.get_feature_service(feature_service)
+    job = store.get_historical_features(
+        entity_df=frame, features=service, full_feature_names=full_feature_names
+    )
+    result = job.to_arrow()
+    result = result.take(pc.sort_indices(result.column(row_id))).drop_columns([row_id])
+    if result.num_rows != table.num_rows:
+        raise InputDataError(
+            f"the offline store returned {result.num_rows} of {table.num_rows} entity rows; "
+            "its point-in-time join drops rows (use the duckdb engine)"
+        )
+    without_history = {}
+    on_demand = {view.name for view in store.list_on_demand_feature_views()}
+    for projection in service.feature_view_projections:
+        names = [
+            f"{projection.name_to_use()}__{f.name}" if full_feature_names else f.name
+            for f in projection.features
+        ]
+        present = [n for n in names if n in result.column_names]
+        if present and projection.name not in on_demand:
+            nulls = [pc.is_null(result.column(n)) for n in present]
+            all_null = nulls[0]
+            for mask in nulls[1:]:
+                all_null = pc.and_(all_null, mask)
+            without_history[projection.name] = pc.sum(all_null).as_py() or 0
+    return result, without_history
 
 
 def load_entity_rows(
@@ -166,6 +233,7 @@ def _manifest(
     point_in_time: str,
     full_feature_names: bool,
     without_history: dict[str, int],
+    engine: str,
 ) -> FeaturesManifest:
     import pyarrow.compute as pc
 
@@ -178,7 +246,7 @@ def _manifest(
         feature_service=service.name,
         feature_service_hash=service.definition_hash,
         point_in_time=point_in_time,
-        engine="duckdb-asof",
+        engine=engine,
         entity_rows_path=str(entity_path.resolve()),
         training_set_path=str(out_path.resolve()),
         rows_in=table.num_rows,

@@ -37,5 +37,13 @@ SPEC = ComponentSpec(
             choices=("as_known", "feast"),
         ),
         Parameter("full_feature_names", bool, False, "Prefix features with their view name."),
+        Parameter(
+            "engine",
+            str,
+            "auto",
+            "duckdb: Portside's join over Parquet sources; feast: the repo's offline store "
+            "(e.g. BigQuery, Feast semantics); auto: duckdb when all sources are Parquet.",
+            choices=("auto", "duckdb", "feast"),
+        ),
     ),
 )

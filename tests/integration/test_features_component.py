@@ -250,3 +250,27 @@ def test_missing_file_and_unknown_service_are_clear(workspace, tmp_path):
         run(path, str(tmp_path / "o"), feature_service="nope", feature_repo=str(workspace.repo))
     with pytest.raises(ConfigurationError, match="feature_store.yaml"):
         run(path, str(tmp_path / "o"), feature_repo=str(tmp_path))
+
+
+def test_feast_engine_gives_the_same_training_set_as_duckdb_in_feast_semantics(workspace, tmp_path):
+    path = _write(_entity_rows(workspace, n=2000, seed=5), tmp_path / "e.parquet")
+    ours = run(path, str(tmp_path / "d"), feature_repo=str(workspace.repo), point_in_time="feast")
+    feast_store = run(
+        path,
+        str(tmp_path / "f"),
+        feature_repo=str(workspace.repo),
+        point_in_time="feast",
+        engine="feast",
+    )
+    assert (ours.engine, feast_store.engine) == ("duckdb", "feast")
+    a = pd.read_parquet(tmp_path / "d" / TRAINING_SET_FILE)
+    b = pd.read_parquet(tmp_path / "f" / TRAINING_SET_FILE)
+    assert a["transaction_id"].tolist() == b["transaction_id"].tolist()
+    assert_same_values(a, b, ours.features)
+    assert ours.rows_without_history == feast_store.rows_without_history
+
+
+def test_feast_engine_refuses_as_known_semantics(workspace, tmp_path):
+    path = _write(_entity_rows(workspace, n=10), tmp_path / "e.parquet")
+    with pytest.raises(ConfigurationError, match="--point-in-time feast"):
+        run(path, str(tmp_path / "o"), feature_repo=str(workspace.repo), engine="feast")

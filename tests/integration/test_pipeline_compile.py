@@ -67,7 +67,7 @@ def test_push_runs_only_when_evaluate_blesses(compiled):
     conditions = [t for n, t in spec["root"]["dag"]["tasks"].items() if n.startswith("condition")]
     assert len(conditions) == 1
     condition = conditions[0]["triggerPolicy"]["condition"]
-    assert "blessed" in condition and "true" in condition.lower()
+    assert "evaluate-Output" in condition and "true" in condition.lower()
     assert "push" in _tasks_in_conditions(spec)
 
 
@@ -100,4 +100,37 @@ def test_generated_component_source_is_typed():
     source = component_source(__import__("components.registry").registry.get_spec("evaluate"))
     assert "model: Input[Model]" in source
     assert "evaluation: Output[Metrics]" in source or "evaluation: Output[" in source
-    assert "-> NamedTuple('Outputs', [('blessed', bool)])" in source
+    assert source.split("\n")[0].endswith("-> bool:")  # the blessing
+
+
+def test_scale_out_compiles_train_as_a_vertex_custom_job(tmp_path):
+    from pipelines.training_pipeline import VertexTraining
+
+    path = compile_pipeline(
+        tmp_path / "scale.yaml",
+        vertex_training=VertexTraining("n1-standard-16", "NVIDIA_TESLA_T4", 2),
+    )
+    text = path.read_text()
+    spec = yaml.safe_load(text)
+    train = spec["components"]["comp-train"]["inputDefinitions"]["parameters"]
+    pools = train["worker_pool_specs"]["defaultValue"]
+    machine = pools[0]["machine_spec"]
+    assert machine == {
+        "machine_type": "n1-standard-16",
+        "accelerator_type": "NVIDIA_TESLA_T4",
+        "accelerator_count": 2,
+    }
+    assert pools[0]["container_spec"]["image_uri"] == component_image()
+    executor = spec["deploymentSpec"]["executors"]["exec-train"]["container"]
+    assert (
+        "google_cloud_pipeline_components.container.v1.custom_job.launcher" in executor["command"]
+    )
+
+
+def test_bigquery_configuration_runs_features_on_the_offline_store(compiled):
+    spec = yaml.safe_load(compiled[0].read_text())
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["features_engine"]["defaultValue"] == "auto"
+    task = spec["root"]["dag"]["tasks"]["features"]["inputs"]["parameters"]
+    assert task["engine"] == {"componentInputParameter": "features_engine"}
+    assert task["point_in_time"] == {"componentInputParameter": "point_in_time"}

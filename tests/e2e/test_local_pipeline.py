@@ -1,0 +1,83 @@
+"""The whole training pipeline under kfp.local: a pushed champion, a cached rerun, and a
+corrupted data set stopped at the validation gate with nothing pushed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import DATA_END, ROOT
+
+from pipelines.local_run import PIPELINE_RUN_FILE, run_local
+
+pytestmark = pytest.mark.integration
+
+
+def _parameters(workspace, entity_rows: Path, tracking: Path) -> dict:
+    return {
+        "entity_rows_uri": str(entity_rows),
+        "feature_repo": str(workspace.repo),
+        "expectation_suite": str(ROOT / "feature_repo" / "expectations" / "fraud_model_v1.json"),
+        "as_of": DATA_END.isoformat(),
+        "epochs": 2,
+        "tracking_uri": str(tracking),
+    }
+
+
+def _by_component(run) -> dict[str, dict]:
+    return {task["component"]: task for task in run.tasks}
+
+
+def _versions(tracking: Path) -> list[str]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tracking}")
+    return sorted(str(v.version) for v in client.search_model_versions("name='fraud_model'"))
+
+
+@pytest.fixture(scope="module")
+def pipeline_env(workspace, tmp_path_factory):
+    base = tmp_path_factory.mktemp("pipeline")
+    return workspace, base, base / "mlflow.db"
+
+
+def test_first_run_pushes_a_champion_and_records_lineage(pipeline_env):
+    workspace, base, tracking = pipeline_env
+    rows = workspace.sources / "transactions.parquet"
+    run = run_local(_parameters(workspace, rows, tracking), base / "runs", base / "cache")
+    assert run.status == "succeeded", run.error
+    tasks = _by_component(run)
+    assert set(tasks) == {"features", "validate", "train", "evaluate", "push"}
+    assert all(t["status"] == "succeeded" for t in tasks.values())
+    lineage = json.loads((Path(run.run_dir) / PIPELINE_RUN_FILE).read_text())
+    assert lineage["status"] == "succeeded" and len(lineage["tasks"]) == 5
+    assert _versions(tracking) == ["1"]
+
+
+def test_unchanged_inputs_are_served_from_cache(pipeline_env):
+    workspace, base, tracking = pipeline_env
+    rows = workspace.sources / "transactions.parquet"
+    run = run_local(_parameters(workspace, rows, tracking), base / "runs", base / "cache")
+    assert run.status == "succeeded", run.error
+    tasks = _by_component(run)
+    assert tasks["validate"]["status"] == "cached"
+    assert tasks["train"]["status"] == "cached"
+    assert _versions(tracking) == ["1"]  # the same model content is not registered twice
+
+
+def test_corrupted_data_stops_at_validate_and_nothing_is_pushed(pipeline_env, tmp_path):
+    workspace, base, tracking = pipeline_env
+    rows = pd.read_parquet(workspace.sources / "transactions.parquet")
+    rows.loc[rows.sample(frac=0.05, random_state=0).index, "amount"] = -50.0
+    corrupted = tmp_path / "corrupted.parquet"
+    rows.to_parquet(corrupted)
+    run = run_local(_parameters(workspace, corrupted, tracking), base / "runs", base / "cache")
+    assert run.status == "failed"
+    assert "validate" in run.error
+    tasks = _by_component(run)
+    assert tasks["validate"]["status"] == "gate_failed"
+    assert "amount" in tasks["validate"]["error"]
+    assert "train" not in tasks and "push" not in tasks
+    assert _versions(tracking) == ["1"]
