@@ -4,7 +4,6 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 PORTSIDE := .venv/bin/portside
 DEMO_TRANSACTIONS ?= 200000
-DEMO_RUN := data/runs/demo
 
 .PHONY: setup demo test bench lint format clean requirements image
 
@@ -13,13 +12,12 @@ setup:  ## create/refresh the main environment (.venv, Python 3.11) from uv.lock
 	$(UV) sync --frozen --all-extras --python 3.11 --quiet
 	@mkdir -p data
 
-demo: setup  ## generate data, feast apply, materialize, build a training set, look up online features
+demo: setup  ## generate data, feast apply, materialize, run the training pipeline locally, predict online
 	$(PORTSIDE) data generate --transactions $(DEMO_TRANSACTIONS) --out data/sources
 	cd feature_repo && ../.venv/bin/feast apply
 	$(PORTSIDE) features materialize --incremental
-	$(PY) -m components features --entity-rows data/sources/transactions.parquet \
-		--training-set $(DEMO_RUN)/training_set --feature-repo feature_repo
-	$(PORTSIDE) features lookup --user-id 1 2 3 --amount 250 --merchant-category electronics
+	$(PORTSIDE) run --local
+	$(PORTSIDE) predict --user-id 1 2 3 --amount 250 --merchant-category electronics
 
 test: setup  ## the whole test suite (what .ci/run calls)
 	.venv/bin/pytest

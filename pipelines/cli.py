@@ -9,6 +9,7 @@ from pathlib import Path
 
 from components.errors import PortsideError
 from pipelines.pipeline_commands import add_pipeline_commands
+from pipelines.serving_commands import add_serving_commands
 
 DEFAULT_REPO = "feature_repo"
 
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.set_defaults(handler=_models_rollback)
 
     add_pipeline_commands(commands)
+    add_serving_commands(commands)
     return parser
 
 

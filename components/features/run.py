@@ -30,8 +30,6 @@ class FeaturesManifest:
     feature_service_hash: str
     point_in_time: str
     engine: str
-    entity_rows_path: str
-    training_set_path: str
     rows_in: int
     rows_out: int
     duplicate_entity_rows: int
@@ -57,7 +55,8 @@ def run(
     engine: str = "auto",
 ) -> FeaturesManifest:
     """Build the training set; write `training_set.parquet` and `manifest.json` into
-    the `training_set` directory and return the manifest.
+    the `training_set` directory and return the manifest. The manifest holds no paths or
+    times (the run manifest does), so the same training set has the same content hash.
 
     engine: "duckdb" (Portside's point-in-time join over Parquet sources), "feast" (the
     repo's configured offline store, e.g. BigQuery; Feast's semantics), or "auto" (duckdb
@@ -90,8 +89,6 @@ def run(
         table,
         result,
         service,
-        Path(entity_rows),
-        out_path,
         event_timestamp_column,
         label_column,
         point_in_time,
@@ -226,8 +223,6 @@ def _manifest(
     table: pa.Table,
     result: pa.Table,
     service: ResolvedService,
-    entity_path: Path,
-    out_path: Path,
     ts_column: str,
     label_column: str,
     point_in_time: str,
@@ -247,8 +242,6 @@ def _manifest(
         feature_service_hash=service.definition_hash,
         point_in_time=point_in_time,
         engine=engine,
-        entity_rows_path=str(entity_path.resolve()),
-        training_set_path=str(out_path.resolve()),
         rows_in=table.num_rows,
         rows_out=result.num_rows,
         duplicate_entity_rows=table.num_rows - distinct,
