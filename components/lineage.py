@@ -50,15 +50,22 @@ class CodeVersion:
     source_hash: str
 
 
-def code_version() -> CodeVersion:
+def code_version(component: str | None = None) -> CodeVersion:
+    """Package version, git SHA and a hash of the source that `component` runs: its own
+    folder plus everything shared (other components' folders are left out, so editing push
+    does not invalidate validate's cache). Without a component: the whole package."""
     package_dir = Path(__file__).resolve().parent
     try:
         version = importlib.metadata.version("portside")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
+    others = {p.parent.name for p in package_dir.glob("*/spec.py")} - {component}
     digest = hashlib.sha256()
     for file in sorted(package_dir.rglob("*.py")):
-        digest.update(file.relative_to(package_dir).as_posix().encode() + file.read_bytes())
+        relative = file.relative_to(package_dir)
+        if component is not None and relative.parts[0] in others:
+            continue
+        digest.update(relative.as_posix().encode() + file.read_bytes())
     return CodeVersion(version, _git_sha(package_dir), digest.hexdigest())
 
 

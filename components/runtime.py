@@ -49,13 +49,24 @@ def _now() -> str:
 
 
 def cache_key(spec: ComponentSpec, inputs: dict, parameters: dict, code: CodeVersion) -> str:
+    keyed = dict(parameters)
+    for param in spec.parameters:
+        path = Path(str(parameters.get(param.name, "")))
+        if param.file and path.is_file():
+            keyed[param.name] = {"path": str(path), "sha256": content_hash(path)}
     payload = {
         "component": spec.name,
         "code": code.source_hash,
         "inputs": {name: info["sha256"] for name, info in inputs.items()},
-        "parameters": parameters,
+        "parameters": keyed,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cacheable(spec: ComponentSpec, parameters: dict) -> bool:
+    """Whether this run may use the cache: the component allows it and no clock is involved."""
+    clock = [p.name for p in spec.parameters if p.now_if_empty and not parameters.get(p.name)]
+    return spec.cacheable and not clock
 
 
 def execute(
@@ -78,7 +89,7 @@ def execute(
         if not path.exists():
             raise PortsideError(f"{spec.name}: input {name!r} not found: {path}")
         inputs[name] = {"path": str(path.resolve()), "sha256": content_hash(path)}
-    code = code_version()
+    code = code_version(spec.name)
     key = cache_key(spec, inputs, parameters, code)
     manifest = RunManifest(
         component=spec.name,
@@ -93,7 +104,8 @@ def execute(
         started_at=_now(),
     )
     outputs = {name: Path(arguments[name]) for name in output_names}
-    entry = Path(cache_dir) / spec.name / key if cache_dir is not None and spec.cacheable else None
+    use_cache = cache_dir is not None and cacheable(spec, parameters)
+    entry = Path(cache_dir) / spec.name / key if use_cache else None
 
     if entry is not None and (entry / RUN_MANIFEST_FILE).is_file():
         _restore(entry, outputs)

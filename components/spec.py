@@ -33,6 +33,11 @@ class Parameter:
     default: Any
     doc: str
     choices: tuple[str, ...] | None = None
+    # The value names a file whose content, not just its path, decides the result: the
+    # cache key holds the file's content hash.
+    file: bool = False
+    # An empty value means "now": such a run depends on the clock and is never cached.
+    now_if_empty: bool = False
 
 
 @dataclass(frozen=True)

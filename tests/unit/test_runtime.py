@@ -113,3 +113,51 @@ def test_directory_hash_ignores_the_run_manifest_but_not_content(tmp_path):
     assert content_hash(tmp_path / "d") == before
     (tmp_path / "d" / "a.txt").write_text("b")
     assert content_hash(tmp_path / "d") != before
+
+
+CLOCKED = ComponentSpec(
+    name="toy",
+    doc="A toy component that reads a file parameter and the clock.",
+    implementation="test_runtime:toy",
+    inputs=(Artifact("data", "dataset", "numbers"),),
+    outputs=(Artifact("out", "directory", "doubled numbers"),),
+    parameters=(
+        Parameter("factor", int, 2, "multiplier"),
+        Parameter("gate", bool, True, ""),
+        Parameter("rules", str, "", "a rules file", file=True),
+        Parameter("as_of", str, "", "empty means now", now_if_empty=True),
+    ),
+)
+
+
+def _clocked_toy(
+    data: str, out: str, factor: int = 2, gate: bool = True, rules: str = "", as_of: str = ""
+) -> dict:
+    return toy(data, out, factor, gate)
+
+
+def test_file_parameters_are_keyed_by_content_and_now_is_never_cached(tmp_path, monkeypatch):
+    import dataclasses
+
+    spec = dataclasses.replace(CLOCKED, implementation="test_runtime:_clocked_toy")
+    rules = tmp_path / "rules.json"
+    rules.write_text("{}")
+    args = {**_args(tmp_path), "rules": str(rules), "as_of": "2026-11-01"}
+    cache = tmp_path / "cache"
+    execute(spec, args, cache_dir=cache)
+    assert execute(spec, args, cache_dir=cache).status == "cached"
+    rules.write_text('{"changed": true}')  # same path, new content
+    assert execute(spec, args, cache_dir=cache).status == "succeeded"
+    now = {**args, "as_of": ""}
+    execute(spec, now, cache_dir=cache)
+    assert execute(spec, now, cache_dir=cache).status == "succeeded"
+    assert len(CALLS) == 4
+
+
+def test_source_hash_covers_the_component_and_shared_code_only():
+    from components.lineage import code_version
+
+    features, validate = code_version("features"), code_version("validate")
+    assert features.source_hash != validate.source_hash
+    assert code_version("features").source_hash == features.source_hash
+    assert code_version().source_hash not in (features.source_hash, validate.source_hash)
