@@ -61,6 +61,10 @@ def run_local(
         error = str(failure).strip().splitlines()[-1] if str(failure).strip() else repr(failure)
     new_dirs = sorted(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
     run_dir = new_dirs[-1] if new_dirs else root
+    tasks = _task_manifests(run_dir)
+    failed = [t for t in tasks if t["status"] in ("failed", "gate_failed")]
+    if error and failed:  # kfp.local's message does not say which task failed or why
+        error = "; ".join(f"{t['component']} {t['status']}: {t['error']}" for t in failed)
     run = PipelineRun(
         pipeline=PIPELINE_NAME,
         status="failed" if error else "succeeded",
@@ -69,7 +73,7 @@ def run_local(
         started_at=started_at,
         seconds=round(time.perf_counter() - started, 3),
         code_version=asdict(code_version()),
-        tasks=_task_manifests(run_dir),
+        tasks=tasks,
         error=error,
     )
     (run_dir / PIPELINE_RUN_FILE).write_text(json.dumps(asdict(run), indent=2, default=str))
