@@ -1,0 +1,270 @@
+"""The `evaluate` component: metrics on the held-out test window, plots, and a blessing."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from components.errors import InputDataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from components.common.model_io import FeatureSpec
+    from components.push.registry import Registry
+
+METRICS_FILE = "metrics.json"
+BLESSING_FILE = "blessing.json"
+VALIDATION_SUMMARY = "summary.json"
+PASS, FAIL = "PASS", "FAIL"
+
+
+@dataclass
+class Evaluation:
+    blessed: bool
+    reasons: list[str]
+    metrics: dict[str, Any]
+    champion: dict[str, Any] | None
+    first_run: bool
+    model_content_hash: str
+    evaluation_path: str
+    mlflow_run_id: str
+    seconds: float
+
+
+def run(
+    model: str,
+    training_set: str,
+    validation: str,
+    evaluation: str,
+    min_roc_auc: float = 0.75,
+    min_pr_auc: float = 0.10,
+    max_regression: float = 0.01,
+    validation_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    model_name: str = "fraud_model",
+    tracking_uri: str = "",
+) -> Evaluation:
+    """Score the model (and the champion) on the test window, write metrics, plots and
+    blessing.json into `evaluation`, log them to MLflow, and return the verdict."""
+    from components.common.model_io import FeatureSpec, predict
+    from components.lineage import content_hash
+    from components.push.registry import Registry
+
+    started = time.perf_counter()
+    parameters = {
+        "min_roc_auc": min_roc_auc,
+        "min_pr_auc": min_pr_auc,
+        "max_regression": max_regression,
+        "validation_fraction": validation_fraction,
+        "test_fraction": test_fraction,
+        "model_name": model_name,
+    }
+    spec = FeatureSpec.load(model)
+    test = load_test_window(Path(training_set), spec, validation_fraction, test_fraction)
+    labels = test[spec.label].to_numpy(dtype="int8")
+    candidate = score(labels, predict(model, test))
+    registry = Registry(tracking_uri, model_name)
+    champion, champion_error = score_champion(registry, test, labels)
+
+    reasons = [
+        _threshold("roc_auc", candidate["roc_auc"], min_roc_auc),
+        _threshold("pr_auc", candidate["pr_auc"], min_pr_auc),
+        _versus_champion(registry, candidate, champion, champion_error, max_regression),
+        _validation_gate(Path(validation)),
+    ]
+    digest = content_hash(model)
+    blessing = {
+        "blessed": all(reason.startswith(PASS) for reason in reasons),
+        "reasons": reasons,
+        "champion": _summary(champion),
+        "first_run": champion is None and champion_error is None,
+        "model_content_hash": digest,
+    }
+    metrics = {
+        "test_window": _window(test, spec, labels),
+        "model": _public(candidate),
+        "champion": _public(champion) if champion else None,
+        "inputs": {"model": str(Path(model).resolve()), "model_content_hash": digest},
+        "parameters": parameters,
+    }
+    out = Path(evaluation)
+    out.mkdir(parents=True, exist_ok=True)
+    write_plots(out, candidate, champion)
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    (out / BLESSING_FILE).write_text(json.dumps(blessing, indent=2))
+    run_id = _log(tracking_uri, out, metrics, blessing)
+    return Evaluation(
+        blessed=blessing["blessed"],
+        reasons=reasons,
+        metrics={k: v for k, v in candidate.items() if isinstance(v, float)},
+        champion=blessing["champion"],
+        first_run=blessing["first_run"],
+        model_content_hash=digest,
+        evaluation_path=str(out.resolve()),
+        mlflow_run_id=run_id,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def load_test_window(
+    training_set: Path, spec: FeatureSpec, validation_fraction: float, test_fraction: float
+) -> pd.DataFrame:
+    """The latest rows, cut by the same time split train used."""
+    import pandas as pd
+
+    from components.common.splits import time_split
+    from components.features.run import TRAINING_SET_FILE
+
+    path = training_set / TRAINING_SET_FILE
+    if not path.is_file():
+        raise InputDataError(f"{path}: training set not found")
+    frame = pd.read_parquet(path)
+    if spec.label not in frame.columns:
+        raise InputDataError(f"{path}: label column {spec.label!r} is missing")
+    test = time_split(frame, spec.timestamp, validation_fraction, test_fraction).test
+    if test[spec.label].isna().any():
+        raise InputDataError(f"{path}: label column {spec.label!r} has nulls in the test window")
+    if test[spec.label].nunique() < 2:
+        raise InputDataError(
+            f"{path}: the test window ({len(test)} rows) holds only one class of "
+            f"{spec.label!r}; ROC and PR need both"
+        )
+    return test
+
+
+def score(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """Every metric of one model on the test window; `curve` is kept for the plots."""
+    from components.evaluate import metrics as m
+
+    c = m.curve(labels, scores)
+    recall, threshold = m.recall_at_fpr(c)
+    bins = m.reliability(labels, scores)
+    return {
+        "roc_auc": m.roc_auc(c),
+        "pr_auc": m.pr_auc(c),
+        "log_loss": m.log_loss(labels, scores),
+        "recall_at_1pct_fpr": recall,
+        "threshold_at_1pct_fpr": threshold,
+        "expected_calibration_error": m.expected_calibration_error(bins),
+        "reliability": bins,
+        "roc_curve": m.roc_points(c),
+        "curve": c,
+    }
+
+
+def score_champion(
+    registry: Registry, test: pd.DataFrame, labels: np.ndarray
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The champion's metrics on the same rows, or (None, why) when it cannot be scored."""
+    from components.common.model_io import predict
+
+    version = registry.champion()
+    if version is None:
+        return None, None
+    with tempfile.TemporaryDirectory(prefix="portside-champion-") as scratch:
+        try:
+            scores = predict(registry.files(version, scratch), test)
+        except Exception as error:  # a champion we cannot score must not be silently skipped
+            return None, f"champion v{version.version} could not be scored here: {error}"
+    return {"version": str(version.version), **score(labels, scores)}, None
+
+
+def _threshold(name: str, value: float, minimum: float) -> str:
+    verdict, op = (PASS, ">=") if value >= minimum else (FAIL, "<")
+    return f"{verdict} {name} {value:.4f} {op} minimum {minimum:.4f}"
+
+
+def _versus_champion(
+    registry: Registry,
+    candidate: dict[str, Any],
+    champion: dict[str, Any] | None,
+    champion_error: str | None,
+    max_regression: float,
+) -> str:
+    if champion_error is not None:
+        return f"{FAIL} {champion_error}"
+    if champion is None:
+        return (
+            f"{PASS} first run: registered model {registry.name!r} has no 'champion' alias in "
+            f"{registry.tracking_uri}; nothing to compare against"
+        )
+    drop = champion["roc_auc"] - candidate["roc_auc"]
+    verdict, op = (PASS, "<=") if drop <= max_regression else (FAIL, ">")
+    return (
+        f"{verdict} roc_auc {candidate['roc_auc']:.4f} vs champion v{champion['version']} "
+        f"{champion['roc_auc']:.4f} on the same test window: drop {drop:.4f} {op} "
+        f"max_regression {max_regression:.4f}"
+    )
+
+
+def _validation_gate(validation: Path) -> str:
+    path = validation / VALIDATION_SUMMARY
+    if not path.is_file():
+        return f"{FAIL} validation gate: {path} not found"
+    try:
+        passed = json.loads(path.read_text()).get("passed") is True
+    except (json.JSONDecodeError, AttributeError) as error:
+        return f"{FAIL} validation gate: {path} is not a JSON object ({error})"
+    if passed:
+        return f"{PASS} validation gate passed ({path})"
+    return f"{FAIL} validation gate did not pass ({path}: passed is not true)"
+
+
+def _window(test: pd.DataFrame, spec: FeatureSpec, labels: np.ndarray) -> dict[str, Any]:
+    times = test[spec.timestamp]
+    return {
+        "start": str(times.min()),
+        "end": str(times.max()),
+        "rows": len(test),
+        "positives": int(labels.sum()),
+    }
+
+
+def _summary(champion: dict[str, Any] | None) -> dict[str, Any] | None:
+    return {"version": champion["version"], "roc_auc": champion["roc_auc"]} if champion else None
+
+
+def _public(scored: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in scored.items() if k != "curve"}
+
+
+def write_plots(out: Path, candidate: dict[str, Any], champion: dict[str, Any] | None) -> None:
+    from components.evaluate.plots import calibration_plot, pr_plot, roc_plot
+
+    scored = {"candidate": candidate}
+    if champion:
+        scored[f"champion v{champion['version']}"] = champion
+    curves = {label: s["curve"] for label, s in scored.items()}
+    roc_plot(curves, {label: s["roc_auc"] for label, s in scored.items()}, out / "roc.png")
+    pr_plot(curves, {label: s["pr_auc"] for label, s in scored.items()}, out / "pr.png")
+    calibration_plot(
+        candidate["reliability"], candidate["expected_calibration_error"], out / "calibration.png"
+    )
+
+
+def _log(tracking_uri: str, out: Path, metrics: dict[str, Any], blessing: dict[str, Any]) -> str:
+    from components.common.tracking import log_run
+
+    model, champion = metrics["model"], metrics["champion"]
+    values = {k: v for k, v in model.items() if isinstance(v, float)}
+    values["blessed"] = float(blessing["blessed"])
+    if champion:
+        values["champion_roc_auc"] = champion["roc_auc"]
+    return log_run(
+        tracking_uri,
+        run_name="evaluate",
+        params={**metrics["parameters"], "test_rows": metrics["test_window"]["rows"]},
+        metrics=values,
+        artifact_dir=out,
+        tags={
+            "portside.component": "evaluate",
+            "portside.model_content_hash": blessing["model_content_hash"],
+            "portside.blessed": str(blessing["blessed"]).lower(),
+        },
+    )

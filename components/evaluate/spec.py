@@ -1,0 +1,47 @@
+from components.spec import Artifact, ComponentSpec, Parameter
+
+SPEC = ComponentSpec(
+    name="evaluate",
+    doc=(
+        "Judge a trained model on the held-out test window and decide whether to bless it.\n\n"
+        "Scores the latest rows of the training set (the same time split train used) through "
+        "the model's exported serving signature: ROC AUC, PR AUC, log loss, recall at 1% false "
+        "positive rate and calibration, with ROC, PR and reliability plots. The model is blessed "
+        "only if the absolute thresholds are met, it is not worse than the registry's current "
+        "champion on the same window by more than max_regression (ROC AUC), and the validation "
+        "gate passed. No champion is the explicit first-run case. Returns normally either way; "
+        "blessing.json says yes or no with one reason per check."
+    ),
+    implementation="components.evaluate.run:run",
+    # The verdict depends on the registry's current champion, which is not an input.
+    cacheable=False,
+    inputs=(
+        Artifact("model", "model", "Model directory written by train."),
+        Artifact("training_set", "dataset", "Training set directory (training_set.parquet)."),
+        Artifact("validation", "directory", "Validation output directory (summary.json)."),
+    ),
+    outputs=(
+        Artifact(
+            "evaluation",
+            "metrics",
+            "Output directory: metrics.json, blessing.json, roc.png, pr.png, calibration.png.",
+        ),
+    ),
+    parameters=(
+        Parameter("min_roc_auc", float, 0.75, "Lowest acceptable ROC AUC on the test window."),
+        Parameter("min_pr_auc", float, 0.10, "Lowest acceptable PR AUC (average precision)."),
+        Parameter(
+            "max_regression",
+            float,
+            0.01,
+            "Largest allowed drop of ROC AUC against the champion on the same test window.",
+        ),
+        Parameter("validation_fraction", float, 0.15, "Validation share of the time split."),
+        Parameter("test_fraction", float, 0.15, "Test share (latest rows); must match train."),
+        Parameter("model_name", str, "fraud_model", "Registered model whose champion to beat."),
+        Parameter(
+            "tracking_uri", str, "", "MLflow tracking/registry URI; empty = embedded SQLite."
+        ),
+    ),
+    returns=(Parameter("blessed", bool, False, "Whether push may publish this model."),),
+)

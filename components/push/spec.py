@@ -1,0 +1,51 @@
+from components.spec import Artifact, ComponentSpec, Parameter
+
+# The newest TensorFlow CPU prediction image google-cloud-aiplatform lists; override it with
+# vertex_serving_image when a newer one is published for the TensorFlow the model was saved with.
+DEFAULT_VERTEX_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+
+SPEC = ComponentSpec(
+    name="push",
+    doc=(
+        "Publish a blessed model to a model registry and make it the champion.\n\n"
+        "Refuses (gate failed) unless the evaluation blessed exactly this model. MLflow "
+        "(default): registers an immutable version holding the model directory, tagged with its "
+        "content hash and marked complete once its files are verified; the same content pushed "
+        "again returns the existing version; the 'champion' alias moves only after the version "
+        "is complete. Vertex AI: uploads a new version of the Vertex model (parent model by "
+        "display name) from the staged gs:// copy of the model directory, aliased 'champion'."
+    ),
+    implementation="components.push.run:run",
+    # Side effects on a registry: a cached result would skip them.
+    cacheable=False,
+    inputs=(
+        Artifact("model", "model", "Model directory written by train."),
+        Artifact("evaluation", "metrics", "Evaluation directory (blessing.json)."),
+    ),
+    outputs=(Artifact("pushed", "directory", "Output directory: pushed.json."),),
+    parameters=(
+        Parameter("registry", str, "mlflow", "Where to publish.", choices=("mlflow", "vertex")),
+        Parameter("model_name", str, "fraud_model", "Registered model (Vertex display name)."),
+        Parameter(
+            "tracking_uri", str, "", "MLflow tracking/registry URI; empty = embedded SQLite."
+        ),
+        Parameter("vertex_project", str, "", "Google Cloud project (vertex)."),
+        Parameter("vertex_location", str, "us-central1", "Vertex AI region (vertex)."),
+        Parameter(
+            "vertex_artifact_uri",
+            str,
+            "",
+            "gs:// folder where the model directory has been staged (vertex; required).",
+        ),
+        Parameter(
+            "vertex_serving_image",
+            str,
+            DEFAULT_VERTEX_SERVING_IMAGE,
+            "Serving container image (vertex).",
+        ),
+        Parameter(
+            "vertex_api_endpoint", str, "", "Vertex AI API endpoint override; empty = regional."
+        ),
+    ),
+    returns=(Parameter("version", str, "", "The registry version now holding the model."),),
+)
