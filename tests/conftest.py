@@ -25,9 +25,21 @@ class FeatureWorkspace:
     sources: Path
 
 
+def run_command(
+    args: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Run a command as a user would, capturing its output."""
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_component(name: str, *args: str) -> subprocess.CompletedProcess:
+    """The container entrypoint, `python -m components <name> ...`, as every runtime starts it."""
+    return run_command([sys.executable, "-m", "components", name, *args])
+
+
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run a command as a user would; fail the test with its output if it fails."""
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    done = run_command(args, cwd=cwd, env=env)
     assert done.returncode == 0, f"{args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
@@ -77,3 +89,29 @@ def assert_same_values(left, right, columns: list[str]) -> None:
             assert np.allclose(a.astype(float), b.astype(float), rtol=1e-9, atol=0), column
         else:
             assert (a.astype(object) == b.astype(object)).all(), f"{column}: values differ"
+
+
+@pytest.fixture(scope="session")
+def training_set(workspace: FeatureWorkspace, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The features component's output over the session's data (built once)."""
+    from components.features.run import run as build_training_set
+
+    out = tmp_path_factory.mktemp("training_set")
+    build_training_set(
+        entity_rows=str(workspace.sources / "transactions.parquet"),
+        training_set=str(out),
+        feature_repo=str(workspace.repo),
+    )
+    return out
+
+
+def write_validation_summary(path: Path, passed: bool | None, failures: list | None = None) -> Path:
+    """A validation directory as the validate component leaves it, for steps after it
+    (`passed=None`: a directory without a summary)."""
+    import json
+
+    path.mkdir(parents=True, exist_ok=True)
+    if passed is not None:
+        summary = {"passed": passed, "failures": failures or []}
+        (path / "summary.json").write_text(json.dumps(summary))
+    return path

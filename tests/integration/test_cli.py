@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import BIN, ROOT, run_cli
+from conftest import BIN, ROOT, run_cli, run_command
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +61,7 @@ def test_materialize_then_lookup(fresh_workspace):
 
 
 def test_materialize_without_start_is_a_clear_error(workspace):
-    done = subprocess.run(
+    done = run_command(
         [
             sys.executable,
             "-m",
@@ -72,10 +71,6 @@ def test_materialize_without_start_is_a_clear_error(workspace):
             "--repo",
             str(workspace.repo),
         ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert done.returncode == 1
     assert "--start is required" in done.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_validation_summary
 
 from components.common import model_io
 from components.common.splits import time_split
@@ -32,28 +33,8 @@ def db(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def training_set(workspace, tmp_path_factory):
-    from components.features.run import run as build_training_set
-
-    out = tmp_path_factory.mktemp("training_set")
-    build_training_set(
-        entity_rows=str(workspace.sources / "transactions.parquet"),
-        training_set=str(out),
-        feature_repo=str(workspace.repo),
-    )
-    return out
-
-
-def _validation(path: Path, passed: bool | None) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    if passed is not None:
-        (path / "summary.json").write_text(json.dumps({"passed": passed, "failures": []}))
-    return path
-
-
-@pytest.fixture(scope="module")
 def passed(tmp_path_factory):
-    return _validation(tmp_path_factory.mktemp("validation"), passed=True)
+    return write_validation_summary(tmp_path_factory.mktemp("validation"), passed=True)
 
 
 def _train(training_set: Path, validation: Path, out: Path, db: Path) -> Path:
@@ -189,7 +170,7 @@ def test_against_a_champion(good_model, bad_model, training_set, passed, db, tmp
 
 def test_validation_gate_must_have_passed(good_model, training_set, db, tmp_path):
     for case, passed in (("failed", False), ("missing", None)):
-        validation = _validation(tmp_path / case, passed)
+        validation = write_validation_summary(tmp_path / case, passed)
         out = tmp_path / f"eval-{case}"
         result = _evaluate(good_model, training_set, validation, out, db, "gate")
         assert not result.blessed

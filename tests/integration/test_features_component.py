@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import BIN, ROOT, assert_same_values, run_cli
+from conftest import BIN, assert_same_values, run_cli, run_component
 
 from components.errors import ConfigurationError, InputDataError
 from components.features.run import MANIFEST_FILE, TRAINING_SET_FILE, content_fingerprint, run
@@ -102,23 +100,14 @@ def test_entrypoint_writes_training_set_and_manifest(workspace, tmp_path):
     entity = pd.concat([entity, entity.iloc[:5]], ignore_index=True)  # 5 duplicated rows
     path = _write(entity, tmp_path / "entities.parquet")
     out = tmp_path / "training_set"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "components",
-            "features",
-            "--entity-rows",
-            path,
-            "--training-set",
-            str(out),
-            "--feature-repo",
-            str(workspace.repo),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = run_component(
+        "features",
+        "--entity-rows",
+        path,
+        "--training-set",
+        str(out),
+        "--feature-repo",
+        str(workspace.repo),
     )
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / MANIFEST_FILE).read_text())
@@ -219,23 +208,14 @@ def test_bad_entity_rows_get_a_clear_error(workspace, tmp_path, corrupt, message
 
 def test_entrypoint_reports_bad_input_on_one_line_with_exit_code_1(workspace, tmp_path):
     path = _write(_entity_rows(workspace, n=5).drop(columns=["user_id"]), tmp_path / "bad.parquet")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "components",
-            "features",
-            "--entity-rows",
-            path,
-            "--training-set",
-            str(tmp_path / "o"),
-            "--feature-repo",
-            str(workspace.repo),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = run_component(
+        "features",
+        "--entity-rows",
+        path,
+        "--training-set",
+        str(tmp_path / "o"),
+        "--feature-repo",
+        str(workspace.repo),
     )
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, run_command, run_component, write_validation_summary
 from vertex_loopback import Loopback, ModelRegistry
 
 from components.common import model_io
@@ -40,27 +40,13 @@ def db(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def training_set(workspace, tmp_path_factory):
-    from components.features.run import run as build_training_set
-
-    out = tmp_path_factory.mktemp("training_set")
-    build_training_set(
-        entity_rows=str(workspace.sources / "transactions.parquet"),
-        training_set=str(out),
-        feature_repo=str(workspace.repo),
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
 def model(training_set, db, tmp_path_factory):
     """A trained model and the evaluation that blessed it."""
     from components.evaluate.run import run as evaluate
     from components.train.run import run as train
 
     root = tmp_path_factory.mktemp("model")
-    (root / "validation").mkdir()
-    (root / "validation" / "summary.json").write_text('{"passed": true}')
+    write_validation_summary(root / "validation", passed=True)
     args = (str(training_set), str(root / "validation"))
     train(*args, str(root / "model"), epochs=2, tracking_uri=str(db))
     result = evaluate(str(root / "model"), *args, str(root / "evaluation"), tracking_uri=str(db))
@@ -177,9 +163,7 @@ def test_interrupted_push_is_repaired_not_duplicated(model, rows, db, tmp_path, 
 
 def _portside(*args: str, db: Path) -> subprocess.CompletedProcess:
     command = [str(BIN / "portside"), "models", *args, "--model-name", "cli"]
-    return subprocess.run(
-        [*command, "--tracking-uri", str(db)], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    return run_command([*command, "--tracking-uri", str(db)])
 
 
 def test_models_list_promote_rollback(model, db, tmp_path):
@@ -289,13 +273,7 @@ def test_push_survives_sigkill_at_random_points(model, rows, db, tmp_path):
 
     # the entrypoint as every runtime starts it, not killed
     last = _variant(model, tmp_path, "last")
-    done = subprocess.run(
-        [sys.executable, "-m", "components", *argv(*last)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_component(*argv(*last))
     assert done.returncode == 0, done.stderr
     champion = Registry(str(db), name).champion()
     assert champion.tags[HASH_TAG] == content_hash(last[0])

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import run_component, write_validation_summary
 
 from components.common import model_io
 from components.common.splits import time_split
@@ -35,28 +33,8 @@ NUMERIC = [
 
 
 @pytest.fixture(scope="module")
-def training_set(workspace, tmp_path_factory):
-    from components.features.run import run as build_training_set
-
-    out = tmp_path_factory.mktemp("training_set")
-    build_training_set(
-        entity_rows=str(workspace.sources / "transactions.parquet"),
-        training_set=str(out),
-        feature_repo=str(workspace.repo),
-    )
-    return out
-
-
-def _validation_dir(path, passed: bool, failures: list[str] | None = None):
-    path.mkdir(parents=True, exist_ok=True)
-    summary = {"passed": passed, "failures": failures or []}
-    (path / "summary.json").write_text(json.dumps(summary))
-    return path
-
-
-@pytest.fixture(scope="module")
 def passed(tmp_path_factory):
-    return _validation_dir(tmp_path_factory.mktemp("validation"), passed=True)
+    return write_validation_summary(tmp_path_factory.mktemp("validation"), passed=True)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +135,7 @@ def test_same_seed_same_model_other_seed_other_model(
 
 
 def test_refuses_when_validation_failed(training_set, tracking, tmp_path):
-    failed = _validation_dir(tmp_path / "validation", False, ["amount: values below 0"])
+    failed = write_validation_summary(tmp_path / "validation", False, ["amount: values below 0"])
     with pytest.raises(GateFailed, match="amount: values below 0"):
         _train(training_set, failed, tmp_path / "model", tracking)
     assert not (tmp_path / "model").exists()
@@ -193,13 +171,7 @@ def test_new_feature_columns_flow_into_the_spec():
 def _entrypoint(training_set, validation, model_dir, tracking, *extra):
     args = ["--training-set", str(training_set), "--validation", str(validation)]
     args += ["--model", str(model_dir), "--tracking-uri", str(tracking)]
-    return subprocess.run(
-        [sys.executable, "-m", "components", "train", *args, "--no-cache", *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_component("train", *args, "--no-cache", *extra)
 
 
 def test_entrypoint_trains_and_exits_0(training_set, passed, tracking, tmp_path):
@@ -210,7 +182,7 @@ def test_entrypoint_trains_and_exits_0(training_set, passed, tracking, tmp_path)
 
 
 def test_entrypoint_exits_3_when_the_gate_fails(training_set, tracking, tmp_path):
-    failed = _validation_dir(tmp_path / "validation", passed=False)
+    failed = write_validation_summary(tmp_path / "validation", passed=False)
     done = _entrypoint(training_set, failed, tmp_path / "model", tracking)
     assert done.returncode == 3, done.stderr
     assert "GateFailed" in done.stderr

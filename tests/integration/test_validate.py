@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA_END, ROOT
+from conftest import DATA_END, ROOT, run_component
 from corruptions import CORRUPTIONS, write_training_set
 
 from components.errors import ConfigurationError, GateFailed, InputDataError
-from components.features.run import run as build_training_set
 from components.validate.run import (
     REPORT_FILE,
     RESULT_FILE,
@@ -35,14 +32,8 @@ def _validate(training_set: Path, out: Path, **options):
 
 
 @pytest.fixture(scope="module")
-def good_training_set(workspace, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("validate") / "training_set"
-    build_training_set(
-        entity_rows=str(workspace.sources / "transactions.parquet"),
-        training_set=str(out),
-        feature_repo=str(workspace.repo),
-    )
-    return out
+def good_training_set(training_set: Path) -> Path:
+    return training_set
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +120,7 @@ def test_entrypoint_exit_codes(good_training_set, tmp_path):
     frame = read_training_set(good_training_set / "training_set.parquet")
     corruption = CORRUPTIONS["unseen_categories"]
     corrupted = write_training_set(corruption.apply(frame), tmp_path / "corrupted")
-    command = [sys.executable, "-m", "components", *_cli_args(corrupted, tmp_path / "bad")]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    done = run_component(*_cli_args(corrupted, tmp_path / "bad"))
     assert done.returncode == 3, done.stderr
     reason = done.stderr.strip().splitlines()
     assert len(reason) == 1, reason
