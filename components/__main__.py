@@ -44,13 +44,14 @@ def _add_component_parser(subparsers: argparse._SubParsersAction, spec: Componen
             choices=param.choices,
             help=f"{param.doc} (default: {param.default})",
         )
-    if spec.cacheable:
-        parser.add_argument(
-            "--cache-dir",
-            default=DEFAULT_CACHE_DIR,
-            help=f"content-addressed cache of outputs (default: {DEFAULT_CACHE_DIR})",
-        )
-        parser.add_argument("--no-cache", action="store_true", help="always run; store nothing")
+    # Every component takes the same cache options, so orchestrators can pass them uniformly.
+    never = "" if spec.cacheable else "; this component is never cached"
+    parser.add_argument(
+        "--cache-dir",
+        default=DEFAULT_CACHE_DIR,
+        help=f"content-addressed cache of outputs (default: {DEFAULT_CACHE_DIR}{never})",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="always run; store nothing")
 
 
 def build_parser() -> argparse.ArgumentParser:
