@@ -26,7 +26,8 @@ def _file_digest(path: Path) -> str:
 def content_hash(path: str | Path) -> str:
     """sha256 of a file, or of a directory's files (relative paths and contents, sorted).
 
-    A directory's run manifest is left out: it records when and where, not what.
+    A directory's run manifest is left out: it records when and where, not what; so are
+    Python byte-code caches.
     """
     path = Path(path)
     if path.is_file():
@@ -36,7 +37,7 @@ def content_hash(path: str | Path) -> str:
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         relative = file.relative_to(path).as_posix()
-        if relative == RUN_MANIFEST_FILE:
+        if relative == RUN_MANIFEST_FILE or "__pycache__" in file.parts:
             continue
         digest.update(relative.encode() + b"\0" + _file_digest(file).encode() + b"\n")
     return digest.hexdigest()

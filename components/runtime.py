@@ -107,9 +107,9 @@ def execute(
     use_cache = cache_dir is not None and cacheable(spec, parameters)
     entry = Path(cache_dir) / spec.name / key if use_cache else None
 
-    if entry is not None and (entry / RUN_MANIFEST_FILE).is_file():
+    cached = _lookup(spec, entry, parameters)
+    if cached is not None:
         _restore(entry, outputs)
-        cached = json.loads((entry / RUN_MANIFEST_FILE).read_text())
         manifest.status, manifest.cached_from = "cached", str(entry)
         manifest.result = cached.get("result")
     else:
@@ -126,6 +126,14 @@ def execute(
     if entry is not None and manifest.status == "succeeded":
         _store(entry, outputs, manifest)
     return manifest
+
+
+def _lookup(spec: ComponentSpec, entry: Path | None, parameters: dict) -> dict | None:
+    """The cached run manifest, if there is one and its result still holds."""
+    if entry is None or not (entry / RUN_MANIFEST_FILE).is_file():
+        return None
+    cached = json.loads((entry / RUN_MANIFEST_FILE).read_text())
+    return cached if spec.still_valid(parameters, cached.get("result")) else None
 
 
 def _finish(manifest: RunManifest, outputs: dict[str, Path], started: float) -> None:

@@ -54,10 +54,21 @@ class ComponentSpec:
     # features component reads a moving feature store); downstream steps still cache on the
     # content of what it wrote.
     cacheable: bool = True
+    # For results that depend on more than the declared inputs (a feature store's sources, the
+    # registry's champion): "module:function(parameters, result) -> bool", stdlib-only, says
+    # whether a cached result still holds. Called only on a cache hit.
+    revalidate: str | None = None
     # Scalar results an orchestrator can branch on (e.g. evaluate's `blessed`); each is a key
     # of the dict/dataclass that the implementation returns.
     returns: tuple[Parameter, ...] = ()
 
     def load(self) -> Callable[..., Any]:
-        module_name, function_name = self.implementation.split(":")
-        return getattr(importlib.import_module(module_name), function_name)
+        return _function(self.implementation)
+
+    def still_valid(self, parameters: dict[str, Any], result: Any) -> bool:
+        return self.revalidate is None or bool(_function(self.revalidate)(parameters, result))
+
+
+def _function(reference: str) -> Callable[..., Any]:
+    module_name, function_name = reference.split(":")
+    return getattr(importlib.import_module(module_name), function_name)

@@ -113,10 +113,11 @@ def _task_manifests(run_dir: Path) -> list[dict[str, Any]]:
         key = f"{manifest['component']}:{manifest['started_at']}"
         seen[key] = {
             "component": manifest["component"],
+            "started_at": manifest["started_at"],
             "status": manifest["status"],
             "seconds": manifest["seconds"],
             "cache_key": manifest["cache_key"],
             "manifest": str(path),
             "error": manifest.get("error"),
         }
-    return sorted(seen.values(), key=lambda t: t["manifest"])
+    return sorted(seen.values(), key=lambda t: t["started_at"])

@@ -84,6 +84,7 @@ def create_pipeline(image: str | None = None, vertex_training: VertexTraining | 
             feature_service=feature_service,
             point_in_time=point_in_time,
             engine=features_engine,
+            portside_cache_dir=portside_cache_dir,
         )
         # It reads a moving feature store: never reuse a cached result. Downstream steps
         # cache on the content of the training set it writes.
@@ -126,6 +127,7 @@ def create_pipeline(image: str | None = None, vertex_training: VertexTraining | 
                 registry=registry,
                 model_name=model_name,
                 tracking_uri=tracking_uri,
+                portside_cache_dir=portside_cache_dir,
             )
             push.set_caching_options(False)
 

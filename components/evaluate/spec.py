@@ -13,8 +13,9 @@ SPEC = ComponentSpec(
         "blessing.json says yes or no with one reason per check."
     ),
     implementation="components.evaluate.run:run",
-    # The verdict depends on the registry's current champion, which is not an input.
-    cacheable=False,
+    # The verdict depends on the registry's current champion, which is not an input: a cached
+    # verdict is reused only while that champion is unchanged.
+    revalidate="components.evaluate.cache:same_champion",
     inputs=(
         Artifact("model", "model", "Model directory written by train."),
         Artifact("training_set", "dataset", "Training set directory (training_set.parquet)."),

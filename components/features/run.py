@@ -40,6 +40,9 @@ class FeaturesManifest:
     null_counts: dict[str, int]
     rows_without_history: dict[str, int]
     content_fingerprint: str
+    # path -> content hash of the definitions and sources read; for cache revalidation only,
+    # not written to manifest.json (it holds paths, and the training set's content does not)
+    read: dict[str, str] = field(default_factory=dict)
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -96,8 +99,22 @@ def run(
         without_history,
         engine,
     )
-    (out_dir / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=2))
+    manifest.read = _files_read(store, service, engine)
+    written = {k: v for k, v in asdict(manifest).items() if k != "read"}
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(written, indent=2))
     return manifest
+
+
+def _files_read(store: object, service: ResolvedService, engine: str) -> dict[str, str]:
+    """The definitions and Parquet sources behind this training set, by content."""
+    from components.lineage import content_hash
+
+    if engine != "duckdb":
+        return {}  # a warehouse table cannot be fingerprinted from here
+    paths = [str(store.repo_path), *(view.path for view in service.views)]
+    if not all(Path(path).exists() for path in paths):
+        return {}  # e.g. a glob of files: not fingerprinted, never reused
+    return {path: content_hash(path) for path in paths}
 
 
 def _choose_engine(engine: str, service: ResolvedService, point_in_time: str) -> str:

@@ -11,8 +11,9 @@ SPEC = ComponentSpec(
         "Never drops an entity row: rows without history get nulls."
     ),
     implementation="components.features.run:run",
-    # The feature store behind it moves; downstream steps cache on the training set's content.
-    cacheable=False,
+    # The feature store behind it moves: a cached training set is reused only while the
+    # definitions and source files it read are byte for byte the same.
+    revalidate="components.features.cache:sources_unchanged",
     inputs=(Artifact("entity_rows", "dataset", "Parquet file of labelled entity rows."),),
     outputs=(
         Artifact(

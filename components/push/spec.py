@@ -16,8 +16,9 @@ SPEC = ComponentSpec(
         "display name) from the staged gs:// copy of the model directory, aliased 'champion'."
     ),
     implementation="components.push.run:run",
-    # Side effects on a registry: a cached result would skip them.
-    cacheable=False,
+    # Side effects on a registry: a cached push is reused only while the version it pushed is
+    # still the champion (MLflow); a Vertex push always runs.
+    revalidate="components.push.cache:still_champion",
     inputs=(
         Artifact("model", "model", "Model directory written by train."),
         Artifact("evaluation", "metrics", "Evaluation directory (blessing.json)."),

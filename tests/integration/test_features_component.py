@@ -254,3 +254,31 @@ def test_feast_engine_refuses_as_known_semantics(workspace, tmp_path):
     path = _write(_entity_rows(workspace, n=10), tmp_path / "e.parquet")
     with pytest.raises(ConfigurationError, match="--point-in-time feast"):
         run(path, str(tmp_path / "o"), feature_repo=str(workspace.repo), engine="feast")
+
+
+def test_cached_training_set_is_reused_until_a_source_changes(workspace, tmp_path):
+    from conftest import make_workspace
+
+    from components.registry import get_spec
+    from components.runtime import execute
+
+    ws = make_workspace(tmp_path / "ws")
+    run_cli([str(BIN / "feast"), "apply"], cwd=ws.repo)
+    args = {
+        "entity_rows": str(ws.sources / "transactions.parquet"),
+        "training_set": str(tmp_path / "out"),
+        "feature_repo": str(ws.repo),
+    }
+    spec = get_spec("features")
+    cache = tmp_path / "cache"
+    assert execute(spec, args, cache_dir=cache).status == "succeeded"
+    assert execute(spec, args, cache_dir=cache).status == "cached"
+    profiles = ws.sources / "user_profiles.parquet"
+    table = pq.read_table(profiles)
+    limits = table.column("credit_limit").to_pylist()
+    limits[0] += 1.0  # one corrected value in the offline store
+    table = table.set_column(
+        table.column_names.index("credit_limit"), "credit_limit", pa.array(limits)
+    )
+    pq.write_table(table, profiles)
+    assert execute(spec, args, cache_dir=cache).status == "succeeded"

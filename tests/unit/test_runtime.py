@@ -161,3 +161,24 @@ def test_source_hash_covers_the_component_and_shared_code_only():
     assert features.source_hash != validate.source_hash
     assert code_version("features").source_hash == features.source_hash
     assert code_version().source_hash not in (features.source_hash, validate.source_hash)
+
+
+VERDICTS: list[bool] = []
+
+
+def verdict(parameters: dict, result: dict | None) -> bool:
+    """A revalidation hook whose answer the test sets."""
+    return VERDICTS[-1]
+
+
+def test_a_cached_result_is_reused_only_while_its_hook_says_it_holds(tmp_path):
+    import dataclasses
+
+    spec = dataclasses.replace(TOY, revalidate="test_runtime:verdict")
+    cache = tmp_path / "cache"
+    VERDICTS.append(True)
+    execute(spec, _args(tmp_path), cache_dir=cache)
+    assert execute(spec, _args(tmp_path), cache_dir=cache).status == "cached"
+    VERDICTS.append(False)
+    assert execute(spec, _args(tmp_path), cache_dir=cache).status == "succeeded"
+    assert len(CALLS) == 2
