@@ -4,6 +4,8 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 PORTSIDE := .venv/bin/portside
 DEMO_TRANSACTIONS ?= 200000
+# TensorFlow's INFO lines (oneDNN, CPU features) drown the demo's own output.
+export TF_CPP_MIN_LOG_LEVEL ?= 1
 
 .PHONY: setup demo test bench lint format clean requirements image
 
