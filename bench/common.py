@@ -2,8 +2,10 @@
 
 A measured case runs as `python -m bench.<module> --case JSON --result PATH`; the child does
 its setup (imports, reading inputs, opening the store), times only the call under test and
-writes a JSON result. The parent reaps the child with `os.wait4`, whose rusage is that one
-child's, so the peak RSS (ru_maxrss) of every case is its own, imports included.
+writes a JSON result with its own peak RSS (VmHWM: since its exec, imports included). The
+parent polls the child's RSS as well, to stop a case that would exhaust the machine. The machine
+may be shared: before each case the parent waits (boundedly) for the CPUs to be idle, and it
+records how much CPU other processes used while the case ran.
 
 Only the standard library is imported at module level: the children import this module too,
 and anything imported here would count in their memory.
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -33,6 +36,11 @@ LOGS = RESULTS / "logs"  # one log and one result JSON per case
 BIN = Path(sys.executable).parent
 GB = 1e9  # memory is reported in decimal GB
 CASE_TIMEOUT_S = 3600
+MEMORY_CAP_FRACTION = 0.75  # of physical memory: a case above it is killed
+MIN_AVAILABLE_GB = 1.0  # ... and so is one that leaves the machine less than this
+POLL_S = 0.05
+QUIET_BUSY_PERCENT = 20.0  # before a case starts, wait for the machine to be this idle ...
+QUIET_WAIT_S = 90.0  # ... but not longer than this
 
 
 # --- machine and data ---------------------------------------------------------------------
@@ -55,8 +63,20 @@ def machine_info() -> dict[str, Any]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "load_average": [round(load, 2) for load in os.getloadavg()],
         "packages": {name: metadata.version(name) for name in ("feast", "duckdb", "pyarrow")},
     }
+
+
+def code_version() -> dict[str, Any]:
+    """The commit measured, and the measured paths that differ from it (read-only git)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    changed = git("diff", "--name-only", "HEAD", "--", "components", "pipelines", "feature_repo")
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": changed.splitlines()}
 
 
 def dataset(**config_fields: Any) -> tuple[Path, dict[str, int]]:
@@ -79,7 +99,9 @@ def dataset(**config_fields: Any) -> tuple[Path, dict[str, int]]:
     return sources, json.loads(marker.read_text())
 
 
-def feature_workspace(root: Path, sources: Path, store_config: dict[str, Any] | None = None) -> Path:
+def feature_workspace(
+    root: Path, sources: Path, store_config: dict[str, Any] | None = None
+) -> Path:
     """A copy of feature_repo/ under root with root/data/sources linked to `sources`, as
     tests/conftest.py::make_workspace does; top-level keys of feature_store.yaml replaced by
     `store_config`; then `feast apply`. Returns the repo copy."""
@@ -107,38 +129,134 @@ def feature_workspace(root: Path, sources: Path, store_config: dict[str, Any] | 
 
 
 def measure(module: str, label: str, case: dict[str, Any]) -> dict[str, Any]:
-    """Run one case in its own process; return the child's result plus its peak RSS.
+    """Run one case in its own process; return the child's result with its peak RSS.
 
-    On failure the result has `error` (and the log path) instead of numbers.
+    A watcher polls the child's RSS and kills it at the memory cap (or when the machine is
+    about to run out), so a runaway case cannot bring the machine down. A failed case has
+    `error` instead of numbers; one killed at the cap also has lower bounds: how long its
+    timed call had run and the highest RSS seen.
     """
     LOGS.mkdir(parents=True, exist_ok=True)
     log_path, result_path = LOGS / f"{label}.log", LOGS / f"{label}.json"
+    started_path = result_path.with_suffix(".started")
     result_path.unlink(missing_ok=True)
-    command = [sys.executable, "-m", module, "--case", json.dumps(case), "--result", str(result_path)]
+    started_path.unlink(missing_ok=True)
+    command = [sys.executable, "-m", module, "--case", json.dumps(case)]
+    command += ["--result", str(result_path)]
     print(f"  {label} ...", end="", flush=True)
+    import psutil
+
+    waited_s, busy_percent = _wait_until_quiet()
+    load_before = [round(load, 2) for load in os.getloadavg()]  # 1, 5, 15 min: a busy machine?
+    cpu_before = psutil.cpu_times()
     started = time.perf_counter()
     with log_path.open("w") as log:
         child = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        killer = threading.Timer(CASE_TIMEOUT_S, child.kill)
-        killer.start()
-        _, status, usage = os.wait4(child.pid, 0)
-        killer.cancel()
-        child.returncode = os.waitstatus_to_exitcode(status)
+        watcher = _RssWatcher(child.pid)
+        watcher.start()
+        try:
+            child.wait(timeout=CASE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        ended = time.time()
+        watcher.stop()
     process_s = time.perf_counter() - started
+    machine_cpu_s = _busy(psutil.cpu_times()) - _busy(cpu_before)
     outcome: dict[str, Any] = {"label": label, **case, "process_s": round(process_s, 3)}
+    outcome["load_average_before"] = load_before
+    outcome["quiet_wait"] = {"waited_s": waited_s, "machine_busy_percent": busy_percent}
+    outcome["polled_peak_rss_gb"] = round(watcher.peak / GB, 3)
     if child.returncode != 0 or not result_path.is_file():
-        tail = log_path.read_text().strip().splitlines()[-1:] or [""]
-        outcome["error"] = f"exit {child.returncode}: {tail[0]} (log: {log_path})"
-        print(f" FAILED ({outcome['error']})", flush=True)
+        if watcher.killed:
+            outcome["killed"] = watcher.killed
+            if started_path.is_file():  # the timed call had begun: its time so far
+                outcome["timed_call_s_at_kill"] = round(ended - float(started_path.read_text()), 1)
+            error = f"killed: {watcher.killed}"
+        else:
+            tail = log_path.read_text().strip().splitlines()[-1:] or [""]
+            error = f"exit {child.returncode}: {tail[0]}"
+        outcome["error"] = f"{error} (log: {log_path.relative_to(ROOT)})"
+        print(f" FAILED: {outcome['error']}", flush=True)
         return outcome
     outcome.update(json.loads(result_path.read_text()))
-    outcome["peak_rss_gb"] = round(usage.ru_maxrss * 1024 / GB, 3)  # ru_maxrss is in KiB
+    # CPU used by other processes while the case ran, as a share of all cores: noise.
+    others = (machine_cpu_s - outcome["cpu_s"]) / (process_s * (os.cpu_count() or 1))
+    outcome["other_processes_cpu_share"] = round(max(others, 0.0), 3)
     print(
         f" {outcome['wall_s']:.2f} s, peak RSS {outcome['peak_rss_gb']:.2f} GB "
-        f"(process {process_s:.1f} s)",
+        f"(process {process_s:.1f} s, other processes {others:.0%} of the CPUs, "
+        f"waited {waited_s:.0f} s for a quiet machine)",
         flush=True,
     )
     return outcome
+
+
+def _wait_until_quiet() -> tuple[float, float]:
+    """The machine may be shared: wait (up to QUIET_WAIT_S) until other processes use less
+    than QUIET_BUSY_PERCENT of the CPUs. Returns the wait and the last busy share seen."""
+    import psutil
+
+    started = time.monotonic()
+    while True:
+        busy = psutil.cpu_percent(interval=2.0)  # this runner is idle between cases
+        waited = time.monotonic() - started
+        if busy < QUIET_BUSY_PERCENT or waited >= QUIET_WAIT_S:
+            return round(waited, 1), busy
+
+
+def _busy(times: Any) -> float:
+    """Busy CPU seconds of the machine (guest time is already in user time)."""
+    idle = ("idle", "iowait", "guest", "guest_nice")
+    return sum(value for name, value in times._asdict().items() if name not in idle)
+
+
+class _RssWatcher(threading.Thread):
+    """Polls a process's RSS; kills it above MEMORY_CAP_FRACTION of RAM or when the machine
+    has less than MIN_AVAILABLE_GB left."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.cap = MEMORY_CAP_FRACTION * psutil.virtual_memory().total
+        self.peak = 0
+        self.killed = ""
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self._stopped.is_set():
+            try:
+                rss = self.process.memory_info().rss
+                self.peak = max(self.peak, rss)
+                available = psutil.virtual_memory().available
+                if rss > self.cap or available < MIN_AVAILABLE_GB * GB:
+                    self.killed = (
+                        f"RSS {rss / GB:.1f} GB with {available / GB:.1f} GB left on the machine "
+                        f"(cap {self.cap / GB:.1f} GB)"
+                    )
+                    self.process.kill()
+                    return
+            except psutil.Error:  # it exited
+                return
+            self._stopped.wait(POLL_S)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+
+
+def warm_feast(repo: str) -> None:
+    """Setup for a Portside case, the same as a Feast case's: import feast and open a
+    FeatureStore for the repo. The first FeatureStore of a process pays Feast's lazy imports
+    (about 0.9 s here); the Feast cases pay them in setup, so the Portside cases do too.
+    The call under test then opens its own store (a new instance: no registry cache)."""
+    from feast import FeatureStore
+
+    FeatureStore(repo_path=repo)
 
 
 def timed(call: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
@@ -146,10 +264,28 @@ def timed(call: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
     import psutil
 
     rss_before = psutil.Process().memory_info().rss
+    if _started_marker is not None:  # lets the parent time a call that gets killed
+        _started_marker.write_text(repr(time.time()))
     started = time.perf_counter()
     value = call()
     wall = time.perf_counter() - started
     return value, {"wall_s": round(wall, 3), "rss_before_gb": round(rss_before / GB, 3)}
+
+
+def peak_rss_gb() -> float:
+    """This process's peak RSS since its exec (VmHWM).
+
+    Not ru_maxrss: on Linux a child started by fork/vfork + exec inherits the parent's
+    high-water mark in ru_maxrss (measured here: a 2 GB parent gives `python -c pass` a
+    ru_maxrss of 2 GB), so it would report the runner's memory, not the case's.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) * 1024 / GB, 3)
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+_started_marker: Path | None = None
 
 
 def case_main(run_case: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
@@ -158,7 +294,12 @@ def case_main(run_case: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     parser.add_argument("--case", required=True, help="the case as JSON")
     parser.add_argument("--result", required=True, help="where to write the result JSON")
     args = parser.parse_args()
+    global _started_marker
+    _started_marker = Path(args.result).with_suffix(".started")
     result = run_case(json.loads(args.case))
+    result["peak_rss_gb"] = peak_rss_gb()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)  # the whole process
     Path(args.result).write_text(json.dumps(result, indent=2))
 
 
@@ -173,7 +314,7 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 
     def line(values: Sequence[str]) -> str:
         return "  ".join(
-            v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)
+            v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right, strict=True)
         ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
@@ -181,7 +322,7 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 
 
 def _numeric(text: str) -> bool:
-    stripped = text.replace(",", "").rstrip("x%").strip()
+    stripped = text.replace(",", "").lstrip("<> ").rstrip("x%").strip()
     if stripped in ("", "-"):
         return True
     try:

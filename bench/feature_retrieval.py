@@ -30,6 +30,7 @@ from bench.common import (
     seconds,
     table,
     timed,
+    warm_feast,
 )
 
 NAME = "feature_retrieval"
@@ -81,7 +82,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         "entity_rows_seed": SEED,
         "cases": cases,
         "tables": [text],
-        "failed": sum("error" in case for case in cases),
+        # A Feast case stopped at the memory cap is a result (reported with bounds), not a failure.
+        "failed": sum(
+            "error" in c and (c["engine"] == PORTSIDE or "killed" not in c) for c in cases
+        ),
     }
 
 
@@ -111,17 +115,34 @@ def _measure(engine: str, n: int, rows_path: Path, repo: Path, work: Path) -> di
 
 
 def _add_ratios(cases: list[dict[str, Any]]) -> None:
-    """Speed-up and memory fraction vs the file store at the same size; target verdicts."""
-    file_store = {c["entity_rows"]: c for c in cases if c["engine"] == FILE and "error" not in c}
+    """Speed-up and memory fraction vs the file store at the same size; target verdicts.
+
+    A file-store case killed at the memory cap still bounds the ratios: its timed call had
+    run `timed_call_s_at_kill` seconds and reached `polled_peak_rss_gb`, so the speed-up is
+    at least, and the memory fraction at most, what those give (marked `vs_file_bound`).
+    """
+    references = {}
+    for c in cases:
+        if c["engine"] != FILE:
+            continue
+        if "error" not in c:
+            references[c["entity_rows"]] = (c["wall_s"], c["peak_rss_gb"], False)
+        elif "timed_call_s_at_kill" in c:
+            references[c["entity_rows"]] = (
+                c["timed_call_s_at_kill"],
+                c["polled_peak_rss_gb"],
+                True,
+            )
     for case in cases:
         if "error" in case:
-            case["targets"] = "error"
             continue
         case["rows_dropped"] = case["entity_rows"] - case["rows_returned"]
-        reference = file_store.get(case["entity_rows"])
+        reference = references.get(case["entity_rows"])
         if reference is not None and case["engine"] != FILE:
-            case["speedup_vs_file"] = round(reference["wall_s"] / case["wall_s"], 2)
-            case["memory_vs_file"] = round(case["peak_rss_gb"] / reference["peak_rss_gb"], 3)
+            wall, peak, bound = reference
+            case["speedup_vs_file"] = round(wall / case["wall_s"], 2)
+            case["memory_vs_file"] = round(case["peak_rss_gb"] / peak, 3)
+            case["vs_file_bound"] = bound
         if case["engine"] == PORTSIDE:
             case["targets"] = _verdict(case, reference is not None)
 
@@ -131,16 +152,21 @@ def _verdict(case: dict[str, Any], compared: bool) -> str:
     if case["rows_dropped"]:
         misses.append(f"{case['rows_dropped']:,} rows dropped")
     if compared:
-        if case["speedup_vs_file"] < MIN_SPEEDUP:
-            misses.append(f"speed-up {case['speedup_vs_file']:.1f}x < {MIN_SPEEDUP:.0f}x")
-        if case["memory_vs_file"] > MAX_MEMORY_FRACTION:
-            misses.append(f"memory {case['memory_vs_file']:.0%} > {MAX_MEMORY_FRACTION:.0%}")
+        speedup, memory = case["speedup_vs_file"], case["memory_vs_file"]
+        if speedup < MIN_SPEEDUP:
+            at_least = "at least " if case["vs_file_bound"] else ""
+            misses.append(f"speed-up {at_least}{speedup:.1f}x < {MIN_SPEEDUP:.0f}x")
+        if memory > MAX_MEMORY_FRACTION:
+            misses.append(f"memory {memory:.0%} > {MAX_MEMORY_FRACTION:.0%}")
     else:
         if case["wall_s"] > BIG_MAX_S:
             misses.append(f"{case['wall_s']:.1f} s > {BIG_MAX_S:.0f} s")
         if case["peak_rss_gb"] > BIG_MAX_GB:
             misses.append(f"{case['peak_rss_gb']:.2f} GB > {BIG_MAX_GB:.0f} GB")
-    return "pass" if not misses else "MISS: " + "; ".join(misses)
+    if not misses:
+        return "pass"
+    unknown = compared and case["vs_file_bound"] and not case["rows_dropped"]
+    return ("not shown: " if unknown else "MISS: ") + "; ".join(misses)
 
 
 def _table(cases: list[dict[str, Any]], big: int) -> str:
@@ -154,12 +180,28 @@ def _table(cases: list[dict[str, Any]], big: int) -> str:
         "speed-up vs file",
         "memory vs file",
         "targets",
+        "other CPU",
     ]
     rows = []
     for c in cases:
         if "error" in c:
-            rows.append([c["engine"], count(c["entity_rows"]), "error", "", "", "", "", "", ""])
+            killed = "timed_call_s_at_kill" in c
+            rows.append(
+                [
+                    c["engine"],
+                    count(c["entity_rows"]),
+                    f"> {c['timed_call_s_at_kill']:.1f}" if killed else "error",
+                    f"> {c['polled_peak_rss_gb']:.2f}" if killed else "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "killed at the memory cap" if killed else "failed: see log",
+                    "-",
+                ]
+            )
             continue
+        bound = c.get("vs_file_bound")
         rows.append(
             [
                 c["engine"],
@@ -168,16 +210,18 @@ def _table(cases: list[dict[str, Any]], big: int) -> str:
                 gigabytes(c["peak_rss_gb"]),
                 count(c["rows_returned"]),
                 count(c["rows_dropped"]),
-                ratio(c.get("speedup_vs_file")),
-                fraction(c.get("memory_vs_file")),
+                ("> " if bound else "") + ratio(c.get("speedup_vs_file")),
+                ("< " if bound else "") + fraction(c.get("memory_vs_file")),
                 c.get("targets", "-"),
+                fraction(c["other_processes_cpu_share"]),
             ]
         )
     return table(
         f"{NAME}: training set for fraud_model_v1 "
         f"(targets: >= {MIN_SPEEDUP:.0f}x faster than the file store, <= "
         f"{MAX_MEMORY_FRACTION:.0%} of its memory, 0 rows dropped; {big:,} rows within "
-        f"{BIG_MAX_S:.0f} s and {BIG_MAX_GB:.0f} GB)",
+        f"{BIG_MAX_S:.0f} s and {BIG_MAX_GB:.0f} GB; other CPU: share of the CPUs used by other "
+        "processes during the case)",
         headers,
         rows,
     )
@@ -188,12 +232,12 @@ def _table(cases: list[dict[str, Any]], big: int) -> str:
 
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     if case["engine"] == PORTSIDE:
-        import feast  # noqa: F401  (imports are setup; run() itself loads the registry)
         import pyarrow.parquet as pq
 
         from components.features.run import TRAINING_SET_FILE
         from components.features.run import run as build_training_set
 
+        warm_feast(case["repo"])
         manifest, timing = timed(
             lambda: build_training_set(
                 case["path"], case["out"], FEATURE_SERVICE, feature_repo=case["repo"]
