@@ -74,3 +74,68 @@ def test_materialize_without_start_is_a_clear_error(workspace):
     )
     assert done.returncode == 1
     assert "--start is required" in done.stderr
+
+
+def test_compile_and_submit_dry_run_as_documented(tmp_path):
+    import json
+
+    import yaml
+
+    out = run_cli([str(BIN / "portside"), "compile", "-o", str(tmp_path / "training.yaml")], ROOT)
+    assert "wrote" in out
+    assert yaml.safe_load((tmp_path / "training.yaml").read_text())["pipelineInfo"]["name"] == (
+        "portside-training"
+    )
+    done = run_command(
+        [
+            str(BIN / "portside"),
+            "submit",
+            "--entity-rows",
+            "gs://data/rows.parquet",
+            "--project",
+            "proj-1",
+            "--region",
+            "us-central1",
+            "--pipeline-root",
+            "gs://b/root",
+            "--service-account",
+            "trainer@proj-1.iam.gserviceaccount.com",
+            "--label",
+            "team=fraud",
+            "--param",
+            "epochs=3",
+            "--template",
+            str(tmp_path / "training.yaml"),
+            "--dry-run",
+        ],
+    )
+    assert done.returncode == 0, done.stderr
+    request = json.loads(done.stdout)
+    assert request["parent"] == "projects/proj-1/locations/us-central1"
+    job = request["pipelineJob"]
+    assert job["serviceAccount"] == "trainer@proj-1.iam.gserviceaccount.com"
+    assert job["labels"] == {"team": "fraud"}
+    assert job["runtimeConfig"]["parameterValues"]["epochs"] == 3
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://b/root"
+
+
+def test_submit_without_service_account_fails_before_anything_is_sent(tmp_path):
+    done = run_command(
+        [
+            str(BIN / "portside"),
+            "submit",
+            "--entity-rows",
+            "gs://d/r.parquet",
+            "--project",
+            "p",
+            "--region",
+            "us-central1",
+            "--pipeline-root",
+            "gs://b/root",
+            "--service-account",
+            "",
+            "--dry-run",
+        ],
+    )
+    assert done.returncode == 1
+    assert "--service-account is required" in done.stderr
