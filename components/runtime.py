@@ -146,6 +146,8 @@ def _finish(manifest: RunManifest, outputs: dict[str, Path], started: float) -> 
     manifest.seconds = round(time.perf_counter() - started, 3)
     text = json.dumps(asdict(manifest), indent=2, default=str)
     for path in outputs.values():
+        if not path.exists() and manifest.status in ("failed", "gate_failed"):
+            path.mkdir(parents=True)  # outputs are directories: the failure is recorded there too
         if path.is_dir():
             (path / RUN_MANIFEST_FILE).write_text(text)
 
@@ -154,6 +156,7 @@ def _store(entry: Path, outputs: dict[str, Path], manifest: RunManifest) -> None
     """Copy outputs into the cache; the manifest goes last so a partial entry is never used."""
     staging = entry.with_name(entry.name + f".tmp{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     for name, path in outputs.items():
         target = staging / name
         if path.is_dir():

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
 from components.errors import PortsideError
 from pipelines.pipeline_commands import add_pipeline_commands
 from pipelines.serving_commands import add_serving_commands
+from pipelines.times import parse_timestamp, today_utc
 
 DEFAULT_REPO = "feature_repo"
-
-
-def _timestamp(text: str) -> datetime:
-    """ISO date or datetime; naive values are UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not an ISO date/time: {text!r}") from error
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-
-
-def _today_utc() -> datetime:
-    return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _data_generate(args: argparse.Namespace) -> int:
@@ -34,7 +23,7 @@ def _data_generate(args: argparse.Namespace) -> int:
         transactions=args.transactions,
         users=args.users,
         days=args.days,
-        end=args.end or _today_utc(),
+        end=args.end or today_utc(),
         seed=args.seed,
         fraud_rate=args.fraud_rate,
     )
@@ -131,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--transactions", type=int, default=200_000, help="number of transactions")
     gen.add_argument("--users", type=int, default=None, help="default: transactions / 100")
     gen.add_argument("--days", type=int, default=90, help="length of the window in days")
-    gen.add_argument("--end", type=_timestamp, default=None, help="window end (default: today)")
+    gen.add_argument(
+        "--end", type=parse_timestamp, default=None, help="window end (default: today)"
+    )
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--fraud-rate", type=float, default=0.03)
     gen.add_argument("--out", default="data/sources", help="output directory")
@@ -142,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True, metavar="ACTION"
     )
     mat = features.add_parser("materialize", help="load the latest features into the online store")
-    mat.add_argument("--start", type=_timestamp, help="interval start (ISO)")
-    mat.add_argument("--end", type=_timestamp, help="interval end (ISO, default: now)")
+    mat.add_argument("--start", type=parse_timestamp, help="interval start (ISO)")
+    mat.add_argument("--end", type=parse_timestamp, help="interval end (ISO, default: now)")
     mat.add_argument(
         "--incremental", action="store_true", help="from where the last run ended (or end - ttl)"
     )
@@ -194,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     except PortsideError as error:
         print(f"portside: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:  # a library's error: keep the details, end with one line
+        traceback.print_exc()
+        print(f"portside: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from components.errors import ConfigurationError
 from components.lineage import RUN_MANIFEST_FILE, code_version
 
 PIPELINE_RUN_FILE = "pipeline_run.json"
@@ -60,7 +61,9 @@ def run_local(
     except Exception as failure:  # kfp.local raises RuntimeError naming the failed task
         error = str(failure).strip().splitlines()[-1] if str(failure).strip() else repr(failure)
     new_dirs = sorted(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
-    run_dir = new_dirs[-1] if new_dirs else root
+    if not new_dirs:  # kfp.local stopped before it started a run (e.g. a bad parameter)
+        raise ConfigurationError(f"the pipeline did not start: {error}")
+    run_dir = new_dirs[-1]
     tasks = _task_manifests(run_dir)
     failed = [t for t in tasks if t["status"] in ("failed", "gate_failed")]
     if error and failed:  # kfp.local's message does not say which task failed or why

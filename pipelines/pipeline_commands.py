@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from components.errors import ConfigurationError
+from pipelines.times import today_utc
 
 DEFAULT_IR = "training.yaml"
 
@@ -67,8 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     parameters["entity_rows_uri"] = str(entity_rows.resolve())
     # Freshness is judged against the start of today (UTC) unless given: an explicit date
     # keeps validation, and so everything after it, cacheable for the day.
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    parameters.setdefault("as_of", today.isoformat())
+    parameters.setdefault("as_of", today_utc().isoformat())
     run = run_local(parameters, args.pipeline_root, None if args.no_cache else args.cache_dir)
     print(f"\n{'component':<10} {'status':<12} {'seconds':>8}")
     for task in run.tasks:

@@ -7,6 +7,7 @@ cannot be read this way; the callers then do not reuse cached results.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from components.common.tracking import resolve_tracking_uri
@@ -23,7 +24,7 @@ def champion_version(tracking_uri: str, model_name: str) -> str | None:
     if not database.is_file():
         return None
     try:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
             row = db.execute(
                 "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
                 (model_name, "champion"),

@@ -12,8 +12,6 @@ from components.errors import InputDataError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-UTC_MICROS = ("us", "UTC")
-
 
 def require_columns(table: pa.Table, columns: list[str], source: str) -> None:
     missing = [c for c in columns if c not in table.column_names]

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from components.common.model_io import SAVED_MODEL_DIR
 from components.errors import ConfigurationError
+from components.push.registry import CHAMPION
 
-CHAMPION = "champion"
 LABEL_LIMIT = 63  # Vertex label values: at most 63 characters
 
 

@@ -10,7 +10,6 @@ Then, if any expectation failed, GateFailed: downstream must not run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from components.errors import ConfigurationError, GateFailed, InputDataError
 from components.features.run import TRAINING_SET_FILE
+from components.lineage import content_hash
 from components.validate.failures import Failure, failures
 from components.validate.suite import load_suite
 
@@ -82,7 +82,7 @@ def run(
         passed=not failed,
         suite=suite_file.name,
         suite_sha256=suite_file.sha256,
-        training_set_sha256=_file_sha256(data_path),
+        training_set_sha256=content_hash(data_path),
         as_of=parameters["as_of"],
         rows=len(values),
         evaluated=len(result["results"]),
@@ -169,14 +169,6 @@ def _report_header(summary: ValidationSummary) -> dict[str, Any]:
         "suite sha256": summary.suite_sha256,
         "training set sha256": summary.training_set_sha256,
     }
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -7,7 +7,16 @@ import sys
 
 from conftest import ROOT
 
-HEAVY = ("tensorflow", "great_expectations", "feast", "google.cloud.aiplatform", "tfx", "duckdb")
+HEAVY = (
+    "tensorflow",
+    "great_expectations",
+    "feast",
+    "google.cloud.aiplatform",
+    "tfx",
+    "duckdb",
+    "mlflow",
+    "kfp",
+)
 
 PROBE = f"""
 import sys
