@@ -9,9 +9,9 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from bench.common import RESULTS, machine_info
+from bench.common import RESULTS, code_version, machine_info
 
-BENCHMARKS = ("feature_retrieval", "materialize")
+BENCHMARKS = ("feature_retrieval", "materialize", "phases", "components", "pipeline")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             "total_s": round(time.perf_counter() - started, 1),
             "command": " ".join([sys.executable, "-m", "bench", *(argv or sys.argv[1:])]),
             "machine": machine,
+            "code": code_version(),
             **result,
         }
         RESULTS.mkdir(parents=True, exist_ok=True)
