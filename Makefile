@@ -1,6 +1,8 @@
 # Portside. `make demo` and `make test` are all a fresh machine needs; both run `make setup`.
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH; otherwise the copy `make setup` installs with pip, run through the interpreter
+# (pip may put its script anywhere: a pyenv shim, ~/.local/bin, a venv).
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 PORTSIDE := .venv/bin/portside
 DEMO_TRANSACTIONS ?= 200000
@@ -10,7 +12,8 @@ export TF_CPP_MIN_LOG_LEVEL ?= 1
 .PHONY: setup demo test bench lint format clean requirements image
 
 setup:  ## create/refresh the main environment (.venv, Python 3.11) from uv.lock
-	@command -v $(UV) >/dev/null 2>&1 || { echo "installing uv"; python3 -m pip install --quiet uv; }
+	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv with pip"; \
+		python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv; }
 	$(UV) sync --frozen --all-extras --python 3.11 --quiet
 	@mkdir -p data
 
@@ -22,7 +25,7 @@ demo: setup  ## generate data, feast apply, materialize, run the training pipeli
 	$(PORTSIDE) predict --user-id 1 2 3 --amount 250 --merchant-category electronics
 
 test: setup  ## the whole test suite (what .ci/run calls)
-	.venv/bin/pytest
+	UV="$(UV)" .venv/bin/pytest
 
 bench: setup  ## benchmarks: print a table, write JSON under bench/results/
 	$(PY) -m bench

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,6 +16,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DATA_END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def uv_command() -> list[str]:
+    """uv as `make test` found it (UV: maybe `python3 -m uv`), else from PATH."""
+    if os.environ.get("UV"):
+        return shlex.split(os.environ["UV"])
+    found = shutil.which("uv")
+    if found is None:
+        pytest.fail("uv is neither in $UV nor on PATH; run the tests with `make test`")
+    return [found]
 
 
 @dataclass(frozen=True)

@@ -5,22 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, uv_command
 
 pytestmark = pytest.mark.integration
 REQUIREMENTS = ROOT / "deploy" / "requirements" / "component.txt"
-
-
-def _uv() -> str:
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.fail("uv is not on PATH; `make setup` installs it")
-    return uv
 
 
 def _run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -32,7 +24,7 @@ def _run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Comp
 def test_image_requirements_are_exported_from_the_lock():
     exported = _run(
         [
-            _uv(),
+            *uv_command(),
             "export",
             "--frozen",
             "--no-dev",
@@ -58,15 +50,15 @@ def test_image_requirements_are_exported_from_the_lock():
 @pytest.fixture(scope="module")
 def image_env(tmp_path_factory) -> Path:
     """A virtualenv built like the image: pinned requirements, then the wheel."""
-    uv = _uv()
+    uv = uv_command()
     base = tmp_path_factory.mktemp("image")
-    _run([uv, "build", "--wheel", "--out-dir", str(base / "dist")], cwd=ROOT)
+    _run([*uv, "build", "--wheel", "--out-dir", str(base / "dist")], cwd=ROOT)
     venv = base / "venv"
-    _run([uv, "venv", "--python", "3.11", str(venv)], cwd=base)
+    _run([*uv, "venv", "--python", "3.11", str(venv)], cwd=base)
     python = str(venv / "bin" / "python")
     _run(
         [
-            uv,
+            *uv,
             "pip",
             "install",
             "--python",
@@ -79,7 +71,7 @@ def image_env(tmp_path_factory) -> Path:
         cwd=base,
     )
     wheel = next((base / "dist").glob("portside-*.whl"))
-    _run([uv, "pip", "install", "--python", python, "--no-deps", str(wheel)], cwd=base)
+    _run([*uv, "pip", "install", "--python", python, "--no-deps", str(wheel)], cwd=base)
     return venv
 
 
