@@ -34,6 +34,9 @@ DATA = RESULTS / "data"  # generated sources, reused across runs for the same co
 WORK = RESULTS / "work"  # repo copies and outputs, recreated by every run
 LOGS = RESULTS / "logs"  # one log and one result JSON per case
 BIN = Path(sys.executable).parent
+# The worked example's names: the components take them as parameters.
+FEATURE_SERVICE = "fraud_model_v1"
+LABEL = "is_fraud"
 GB = 1e9  # memory is reported in decimal GB
 CASE_TIMEOUT_S = 3600
 MEMORY_CAP_FRACTION = 0.75  # of physical memory: a case above it is killed

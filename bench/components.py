@@ -41,7 +41,9 @@ from typing import Any
 
 from bench import common
 from bench.common import (
+    FEATURE_SERVICE,
     GB,
+    LABEL,
     LOGS,
     MIN_AVAILABLE_GB,
     ROOT,
@@ -96,7 +98,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     build = run_process(
         entrypoint("features")
         + ["--entity-rows", str(sources / "transactions.parquet")]
-        + ["--training-set", str(training_set), "--feature-repo", str(repo), "--no-cache"],
+        + ["--training-set", str(training_set), "--feature-repo", str(repo), "--no-cache"]
+        + ["--feature-service", FEATURE_SERVICE, "--label-column", LABEL],
         f"{NAME}-build-training-set",
     )
     if build["returncode"] != 0:
@@ -364,6 +367,10 @@ def tiny_entrypoints(root: Path, sources: Path, repo: Path) -> list[dict[str, An
                 str(sources / "transactions.parquet"),
                 "--feature-repo",
                 str(repo),
+                "--feature-service",
+                FEATURE_SERVICE,
+                "--label-column",
+                LABEL,
             ],
             "validate": [
                 "--training-set",

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    FEATURE_SERVICE,
+    LABEL,
     WORK,
     count,
     dataset,
@@ -34,7 +36,6 @@ from bench.common import (
 )
 
 NAME = "feature_retrieval"
-FEATURE_SERVICE = "fraud_model_v1"
 # ~3.06M user_daily_aggregates rows (checked: the view must have 2.9-3.3M rows).
 DATA = {"transactions": 3_000_000, "users": 37_000}
 SIZES = (10_000, 100_000, 1_000_000)
@@ -240,7 +241,11 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         warm_feast(case["repo"])
         manifest, timing = timed(
             lambda: build_training_set(
-                case["path"], case["out"], FEATURE_SERVICE, feature_repo=case["repo"]
+                case["path"],
+                case["out"],
+                FEATURE_SERVICE,
+                feature_repo=case["repo"],
+                label_column=LABEL,
             )
         )
         written = pq.ParquetFile(Path(case["out"]) / TRAINING_SET_FILE).metadata.num_rows

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import feature_retrieval, materialize
+from bench import common, feature_retrieval, materialize
 from bench.common import (
     WORK,
     count,
@@ -180,8 +180,9 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
             lambda: features.run(
                 case["path"],
                 case["out"],
-                feature_retrieval.FEATURE_SERVICE,
+                common.FEATURE_SERVICE,
                 feature_repo=case["repo"],
+                label_column=common.LABEL,
             )
         )
         return phases.result(timing)

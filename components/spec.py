@@ -38,6 +38,13 @@ class Parameter:
     file: bool = False
     # An empty value means "now": such a run depends on the clock and is never cached.
     now_if_empty: bool = False
+    # "module:function(value) -> value", stdlib-only: the cache key holds what the value
+    # resolves to, for values that mean different things in different places (an empty
+    # tracking URI is a file under the working directory).
+    resolve: str | None = None
+
+    def resolved(self, value: Any) -> Any:
+        return value if self.resolve is None else _function(self.resolve)(value)
 
 
 @dataclass(frozen=True)

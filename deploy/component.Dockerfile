@@ -23,7 +23,10 @@ RUN pip install --no-deps /tmp/portside-${VERSION}-py3-none-any.whl && rm /tmp/*
 ARG IMAGE_NAME=portside-components
 ENV PORTSIDE_IMAGE=${IMAGE_NAME}:${VERSION}
 
-# The Feast repo the features component reads (override with --feature-repo).
+# The Feast repo the features component reads (override with --feature-repo), with the
+# production config: SQL registry and Redis, connections from FEAST_REGISTRY_URL and
+# FEAST_REDIS_CONNECTION, which the production profile sets on every task.
 COPY feature_repo /opt/portside/feature_repo
+COPY deploy/feast/feature_store.yaml /opt/portside/feature_repo/feature_store.yaml
 WORKDIR /workspace
 ENTRYPOINT ["python", "-m", "components"]

@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from components.errors import PortsideError
+from pipelines.cache_commands import add_cache_commands
+from pipelines.expectation_commands import add_expectation_commands
 from pipelines.pipeline_commands import add_pipeline_commands
 from pipelines.serving_commands import add_serving_commands
 from pipelines.times import parse_timestamp, today_utc
@@ -40,11 +42,15 @@ def _features_materialize(args: argparse.Namespace) -> int:
     views = args.views.split(",") if args.views else None
     end = args.end or datetime.now(timezone.utc)
     if args.incremental:
-        done = materialize_incremental(args.repo, end, views, progress=not args.quiet)
+        done = materialize_incremental(
+            args.repo, end, views, progress=not args.quiet, mode=args.mode
+        )
     else:
         if args.start is None:
             raise PortsideError("--start is required unless --incremental is given")
-        done = materialize(args.repo, args.start, end, views, progress=not args.quiet)
+        done = materialize(
+            args.repo, args.start, end, views, progress=not args.quiet, mode=args.mode
+        )
     for view in done:
         print(
             f"{view.name}: {view.rows:,} entities from {view.start:%Y-%m-%d %H:%M} "
@@ -139,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--incremental", action="store_true", help="from where the last run ended (or end - ttl)"
     )
     mat.add_argument("--views", help="comma-separated feature views (default: all online)")
+    mat.add_argument(
+        "--mode",
+        choices=("landed", "feast"),
+        default="landed",
+        help="landed: rows that became available (event and created time passed) in the "
+        "interval, so late and backfilled rows reach the online store (default); feast: by "
+        "event time only, as `feast materialize`",
+    )
     mat.add_argument("--repo", default=DEFAULT_REPO, help="Feast repo path")
     mat.add_argument("--quiet", action="store_true", help="no progress bar")
     mat.set_defaults(handler=_features_materialize)
@@ -175,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_pipeline_commands(commands)
     add_serving_commands(commands)
+    add_cache_commands(commands)
+    add_expectation_commands(commands)
     return parser
 
 

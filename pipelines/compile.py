@@ -1,16 +1,25 @@
-"""Compile the training pipeline to KFP IR YAML (Vertex AI Pipelines, any Kubeflow cluster)."""
+"""Compile the training pipeline to KFP IR YAML (Vertex AI Pipelines, any Kubeflow cluster).
+
+A compiled pipeline is meant to run somewhere else, so it always takes a production profile:
+in-image paths, a shared model registry, the Feast connections and the jobs' identity.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from components.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from pipelines.profile import Profile
     from pipelines.training_pipeline import VertexTraining
 
 
 def compile_pipeline(
-    output: str | Path, image: str | None = None, vertex_training: VertexTraining | None = None
+    output: str | Path,
+    profile: Profile,
+    vertex_training: VertexTraining | None = None,
 ) -> Path:
     from kfp import compiler
 
@@ -18,6 +27,25 @@ def compile_pipeline(
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = create_pipeline(image, vertex_training)
+    pipeline = create_pipeline(
+        profile.image.name or None,
+        vertex_training,
+        defaults=profile.pipeline_defaults(),
+        jobs=profile.job_settings(),
+    )
     compiler.Compiler().compile(pipeline, package_path=str(output))
     return output
+
+
+def parameter_definitions(template: str | Path) -> dict[str, dict[str, Any]]:
+    """The compiled pipeline's parameters: {name: {"parameterType": ..., "defaultValue"?: ...}}."""
+    import yaml
+
+    path = Path(template)
+    if not path.is_file():
+        raise ConfigurationError(f"{path}: compiled pipeline not found (portside compile)")
+    try:
+        spec = yaml.safe_load(path.read_text())
+        return dict(spec["root"]["inputDefinitions"]["parameters"])
+    except (yaml.YAMLError, KeyError, TypeError) as error:
+        raise ConfigurationError(f"{path}: not a compiled KFP pipeline ({error})") from error

@@ -28,6 +28,22 @@ CACHE_PARAMETER = "portside_cache_dir"
 
 
 @dataclass(frozen=True)
+class ArtifactUriDefault:
+    """A parameter that, left empty, takes an input artifact's URI inside the task (on Vertex
+    AI a gs:// URI), only when another parameter has a given value."""
+
+    parameter: str
+    artifact: str
+    when: tuple[str, str]  # (parameter, value)
+
+
+# registry=vertex: Vertex AI uploads the model from where the pipeline already stored it.
+ARTIFACT_URI_DEFAULTS: dict[str, tuple[ArtifactUriDefault, ...]] = {
+    "push": (ArtifactUriDefault("vertex_artifact_uri", "model", ("registry", "vertex")),),
+}
+
+
+@dataclass(frozen=True)
 class UiOutput:
     """An extra KFP output made from a file the component wrote, for the pipeline UI."""
 
@@ -69,12 +85,13 @@ def component_source(spec: ComponentSpec) -> str:
         fields = ", ".join(f"({r.name!r}, {r.type.__name__})" for r in spec.returns)
         returns = f" -> NamedTuple('Outputs', [{fields}])"
     paths = ", ".join(f"{a.name!r}: {a.name}.path" for a in (*spec.inputs, *spec.outputs))
+    uris = ", ".join(f"{a.name!r}: {a.name}.uri" for a in spec.inputs)
     params = ", ".join(f"{p.name!r}: {p.name}" for p in spec.parameters)
     ui_args = ", ".join(f"{u.name!r}: {u.name}" for u in ui)
     body = (
         f"    from pipelines.kfp_shim import run_task\n"
         f"    return run_task({spec.name!r}, {{{paths}}}, {{{params}}}, {{{ui_args}}}, "
-        f"{CACHE_PARAMETER})\n"
+        f"{CACHE_PARAMETER}, {{{uris}}})\n"
     )
     doc = spec.doc.split("\n")[0].replace('"""', "'")
     return f'def {spec.name}({", ".join(signature)}){returns}:\n    """{doc}"""\n{body}'

@@ -21,9 +21,11 @@ def run_task(
     parameters: dict[str, Any],
     ui_artifacts: dict[str, Any],
     cache_dir: str,
+    uris: dict[str, str] | None = None,
 ) -> Any:
     """Run component `name`; return its declared scalar result(s): one value, or a tuple."""
     spec = get_spec(name)
+    parameters = with_artifact_uris(name, parameters, uris or {})
     manifest = execute(spec, {**paths, **parameters}, cache_dir=cache_dir or None)
     key = manifest.cache_key[:12]
     print(f"{name}: {manifest.status} in {manifest.seconds:.2f} s (cache key {key})")
@@ -34,6 +36,20 @@ def run_task(
     result = manifest.result or {}
     values = tuple(result[r.name] for r in spec.returns)
     return values[0] if len(values) == 1 else values
+
+
+def with_artifact_uris(
+    name: str, parameters: dict[str, Any], uris: dict[str, str]
+) -> dict[str, Any]:
+    """Fill the empty parameters that default to an input artifact's URI (ARTIFACT_URI_DEFAULTS)."""
+    from pipelines.kfp_components import ARTIFACT_URI_DEFAULTS
+
+    filled = dict(parameters)
+    for default in ARTIFACT_URI_DEFAULTS.get(name, ()):
+        key, value = default.when
+        if not filled.get(default.parameter) and filled.get(key) == value:
+            filled[default.parameter] = uris[default.artifact]
+    return filled
 
 
 def _publish(output_name: str, artifact: Any, paths: dict[str, str]) -> None:

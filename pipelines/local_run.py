@@ -38,8 +38,10 @@ def run_local(
     parameters: dict[str, Any],
     pipeline_root: str | Path = "data/pipeline_runs",
     cache_dir: str | Path | None = "data/cache",
+    pipeline: Any = None,
 ) -> PipelineRun:
-    """Run the whole pipeline; write and return its lineage record."""
+    """Run the whole pipeline (default: `create_pipeline()` on embedded defaults); write and
+    return its lineage record."""
     from kfp import local
 
     from pipelines.training_pipeline import PIPELINE_NAME, create_pipeline
@@ -48,8 +50,8 @@ def run_local(
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    _fix_kfp_local_conditions()
-    pipeline = create_pipeline()
+    fix_kfp_local_conditions()
+    pipeline = pipeline or create_pipeline()
     arguments = {
         **parameters,
         "portside_cache_dir": str(Path(cache_dir).resolve()) if cache_dir else "",
@@ -83,7 +85,15 @@ def run_local(
     return run
 
 
-def _fix_kfp_local_conditions() -> None:
+def pipeline_parameter_definitions(pipeline: Any) -> dict[str, dict[str, Any]]:
+    """The pipeline's parameters as the compiled IR declares them (parameterType, default)."""
+    from google.protobuf import json_format
+
+    root = json_format.MessageToDict(pipeline.pipeline_spec.root)
+    return dict(root["inputDefinitions"]["parameters"])
+
+
+def fix_kfp_local_conditions() -> None:
     """Let kfp.local evaluate the conditions KFP itself compiles.
 
     kfp 2.16's local orchestrator substitutes channel values into the compiled condition

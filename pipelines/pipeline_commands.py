@@ -13,17 +13,65 @@ from pipelines.times import today_utc
 DEFAULT_IR = "training.yaml"
 
 
-def _pipeline_parameters(args: argparse.Namespace) -> dict[str, Any]:
-    values: dict[str, Any] = {"entity_rows_uri": args.entity_rows}
-    for pair in args.param or []:
-        key, sep, raw = pair.partition("=")
+def coerce_parameters(pairs: list[str], definitions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`NAME=VALUE` pairs typed by the pipeline's declared parameters (compiled IR form)."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
         if not sep:
             raise ConfigurationError(f"--param {pair!r} is not NAME=VALUE")
-        try:
-            values[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key] = raw
+        if name not in definitions:
+            known = ", ".join(sorted(definitions))
+            raise ConfigurationError(
+                f"--param {name}: the pipeline has no such parameter ({known})"
+            )
+        values[name] = _coerce(name, raw, definitions[name]["parameterType"])
     return values
+
+
+def _coerce(name: str, raw: str, kind: str) -> Any:
+    try:
+        if kind == "STRING":
+            return raw
+        if kind == "NUMBER_INTEGER":
+            return int(raw)
+        if kind == "NUMBER_DOUBLE":
+            return float(raw)
+        if kind == "BOOLEAN":
+            return BOOLEANS[raw.strip().lower()]
+        value = json.loads(raw)
+        if isinstance(value, (list, dict)):
+            return value
+    except (ValueError, KeyError):
+        pass
+    expected = TYPE_NAMES.get(kind, kind)
+    raise ConfigurationError(f"--param {name}={raw!r}: {name} is {expected}")
+
+
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+TYPE_NAMES = {
+    "NUMBER_INTEGER": "an integer",
+    "NUMBER_DOUBLE": "a number",
+    "BOOLEAN": "a boolean (true/false)",
+    "LIST": "a JSON list",
+    "STRUCT": "a JSON object",
+}
+
+
+def _pipeline_parameters(
+    args: argparse.Namespace, definitions: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    return {"entity_rows_uri": args.entity_rows, **coerce_parameters(args.param or [], definitions)}
+
+
+def _profile(args: argparse.Namespace) -> Any:
+    from pipelines.profile import load_profile
+
+    profile = load_profile(args.profile)
+    if args.image:
+        image = profile.image.model_copy(update={"name": args.image})
+        profile = profile.model_copy(update={"image": image})
+    return profile
 
 
 def _vertex_training(args: argparse.Namespace) -> Any:
@@ -48,27 +96,35 @@ def _add_scale_out(parser: argparse.ArgumentParser) -> None:
 def _compile(args: argparse.Namespace) -> int:
     from pipelines.compile import compile_pipeline
 
-    path = compile_pipeline(args.output, image=args.image, vertex_training=_vertex_training(args))
+    path = compile_pipeline(args.output, _profile(args), vertex_training=_vertex_training(args))
     print(f"wrote {path}")
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     if not args.local:
-        raise ConfigurationError("only --local runs here; use `portside submit` for Vertex AI")
-    from pipelines.local_run import PIPELINE_RUN_FILE, run_local
+        raise ConfigurationError(
+            "`portside run` runs the pipeline on this machine only: add --local (kfp.local, "
+            "embedded defaults). To run it on Vertex AI, use `portside submit --profile "
+            "deploy/profiles/production.yaml --entity-rows gs://BUCKET/rows.parquet` "
+            "(or `portside schedule` for a cron schedule)"
+        )
+    from pipelines.local_run import PIPELINE_RUN_FILE, pipeline_parameter_definitions, run_local
+    from pipelines.training_pipeline import create_pipeline
 
     entity_rows = Path(args.entity_rows)
     if not entity_rows.is_file():
         raise ConfigurationError(
             f"{entity_rows}: entity rows not found (portside data generate writes them)"
         )
-    parameters = _pipeline_parameters(args)
+    pipeline = create_pipeline()
+    parameters = _pipeline_parameters(args, pipeline_parameter_definitions(pipeline))
     parameters["entity_rows_uri"] = str(entity_rows.resolve())
     # Freshness is judged against the start of today (UTC) unless given: an explicit date
     # keeps validation, and so everything after it, cacheable for the day.
     parameters.setdefault("as_of", today_utc().isoformat())
-    run = run_local(parameters, args.pipeline_root, None if args.no_cache else args.cache_dir)
+    cache_dir = None if args.no_cache else args.cache_dir
+    run = run_local(parameters, args.pipeline_root, cache_dir, pipeline=pipeline)
     print(f"\n{'component':<10} {'status':<12} {'seconds':>8}")
     for task in run.tasks:
         print(f"{task['component']:<10} {task['status']:<12} {task['seconds']:>8.2f}")
@@ -80,49 +136,62 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if run.status == "succeeded" else 1
 
 
-def _target(args: argparse.Namespace) -> Any:
+def _target(args: argparse.Namespace, profile: Any) -> Any:
+    """The profile's Vertex AI settings; flags given on the command line win."""
     from pipelines.vertex import VertexTarget, parse_labels
 
+    vertex = profile.vertex
     return VertexTarget(
-        project=args.project,
-        region=args.region,
-        pipeline_root=args.pipeline_root,
-        service_account=args.service_account,
-        network=args.network,
-        labels=parse_labels(args.label or []),
+        project=args.project or vertex.project,
+        region=args.region or vertex.region,
+        pipeline_root=args.pipeline_root or vertex.pipeline_root,
+        service_account=args.service_account
+        if args.service_account is not None
+        else vertex.service_account,
+        network=args.network or vertex.network,
+        labels={**vertex.labels, **parse_labels(args.label or [])},
         enable_caching=args.caching,
-        experiment=args.experiment,
-        encryption_key=args.encryption_key,
-        api_endpoint=args.api_endpoint,
+        experiment=args.experiment or vertex.experiment,
+        encryption_key=args.encryption_key or vertex.encryption_key,
+        api_endpoint=args.api_endpoint or vertex.api_endpoint,
     )
 
 
-def _template(args: argparse.Namespace) -> Path:
+def _template(args: argparse.Namespace, profile: Any) -> Path:
     from pipelines.compile import compile_pipeline
 
     if args.template:
         return Path(args.template)
     return compile_pipeline(
-        Path(args.work_dir) / DEFAULT_IR, image=args.image, vertex_training=_vertex_training(args)
+        Path(args.work_dir) / DEFAULT_IR, profile, vertex_training=_vertex_training(args)
     )
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Any, Path, dict[str, Any]]:
+    """Target, template and typed parameters of a submit or schedule, checked."""
+    from pipelines.compile import parameter_definitions
+
+    profile = _profile(args)
+    target = _target(args, profile)
+    target.check()
+    template = _template(args, profile)
+    return target, template, _pipeline_parameters(args, parameter_definitions(template))
 
 
 def _submit(args: argparse.Namespace) -> int:
     from pipelines import vertex
 
-    target = _target(args)
-    target.check()
-    parameters = _pipeline_parameters(args)
+    target, template, parameters = _prepare(args)
     if args.dry_run:
         from google.auth.credentials import AnonymousCredentials
 
         # Nothing is sent, so no credentials are needed to show the request.
         job = vertex.build_job(
-            target, _template(args), parameters, args.display_name, AnonymousCredentials()
+            target, template, parameters, args.display_name, AnonymousCredentials()
         )
         print(vertex.request_preview(job, target))
         return 0
-    name = vertex.submit(target, _template(args), parameters, args.display_name, wait=args.wait)
+    name = vertex.submit(target, template, parameters, args.display_name, wait=args.wait)
     print(f"submitted {name}")
     return 0
 
@@ -130,18 +199,27 @@ def _submit(args: argparse.Namespace) -> int:
 def _schedule(args: argparse.Namespace) -> int:
     from pipelines import vertex
 
-    target = _target(args)
-    target.check()
+    target, template, parameters = _prepare(args)
     name = vertex.schedule(
         target,
-        _template(args),
-        _pipeline_parameters(args),
+        template,
+        parameters,
         args.display_name,
         cron=args.cron,
         max_concurrent_runs=args.max_concurrent_runs,
     )
     print(f"created schedule {name}")
     return 0
+
+
+def _add_profile(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        required=True,
+        help="production profile (YAML, e.g. deploy/profiles/production.yaml); "
+        "PORTSIDE_<SECTION>__<FIELD> variables override it",
+    )
+    parser.add_argument("--image", help="component image (default: the profile's, else versioned)")
 
 
 def _add_parameters(parser: argparse.ArgumentParser, entity_rows_default: str | None) -> None:
@@ -161,12 +239,11 @@ def _add_parameters(parser: argparse.ArgumentParser, entity_rows_default: str | 
 
 
 def _add_vertex_target(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--project", required=True)
-    parser.add_argument("--region", required=True, help="e.g. us-central1")
-    parser.add_argument("--pipeline-root", required=True, help="gs://BUCKET/PATH")
-    parser.add_argument(
-        "--service-account", required=True, help="NAME@PROJECT.iam.gserviceaccount.com"
-    )
+    # Each of these overrides the profile's `vertex` section.
+    parser.add_argument("--project")
+    parser.add_argument("--region", help="e.g. us-central1")
+    parser.add_argument("--pipeline-root", help="gs://BUCKET/PATH")
+    parser.add_argument("--service-account", help="NAME@PROJECT.iam.gserviceaccount.com")
     parser.add_argument("--network", help="projects/NUMBER/global/networks/NAME (VPC peering)")
     parser.add_argument("--label", action="append", metavar="KEY=VALUE")
     parser.add_argument(
@@ -181,7 +258,7 @@ def _add_vertex_target(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--display-name", default="portside-training")
     parser.add_argument("--template", help="compiled IR (default: compile now)")
-    parser.add_argument("--image", help="component image (default: the versioned project image)")
+    _add_profile(parser)
     parser.add_argument("--work-dir", default="data", help="where to compile the IR to")
     parser.add_argument("--api-endpoint", help=argparse.SUPPRESS)  # private endpoints, tests
     _add_scale_out(parser)
@@ -190,7 +267,7 @@ def _add_vertex_target(parser: argparse.ArgumentParser) -> None:
 def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     comp = commands.add_parser("compile", help="compile the training pipeline to KFP IR YAML")
     comp.add_argument("-o", "--output", default=DEFAULT_IR)
-    comp.add_argument("--image", help="component image (default: the versioned project image)")
+    _add_profile(comp)
     _add_scale_out(comp)
     comp.set_defaults(handler=_compile)
 

@@ -13,7 +13,7 @@ from components.errors import ConfigurationError
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from components.common.model_io import predict
+    from components.common.model_io import FeatureSpec, predict
     from components.features.online import lookup
     from components.push.registry import Registry
 
@@ -26,15 +26,16 @@ def _predict(args: argparse.Namespace) -> int:
         )
     request = {"amount": args.amount, "merchant_category": args.merchant_category}
     rows = [{"user_id": user, **request} for user in args.user_id]
-    frame = lookup(args.repo, args.feature_service, rows)
-    for name, value in request.items():
-        frame[name] = value
     with tempfile.TemporaryDirectory(prefix="portside-predict-") as scratch:
-        scores = predict(registry.files(champion, scratch), frame)
+        model_dir = registry.files(champion, scratch)
+        # The model contract says which feature service it was trained on and what it outputs.
+        contract = FeatureSpec.load(model_dir)
+        frame = lookup(args.repo, contract.feature_service or args.feature_service, rows)
+        scores = predict(model_dir, frame)
     print(f"champion: {args.model_name} v{champion.version}")
     for user, score in zip(args.user_id, scores, strict=True):
         print(
-            f"user {user}: fraud probability {score:.4f} for {args.amount:.2f} at "
+            f"user {user}: {contract.output} {score:.4f} for {args.amount:.2f} at "
             f"{args.merchant_category}"
         )
     return 0
@@ -45,7 +46,11 @@ def add_serving_commands(commands: argparse._SubParsersAction) -> None:
     pred.add_argument("--user-id", type=int, nargs="+", required=True)
     pred.add_argument("--amount", type=float, required=True)
     pred.add_argument("--merchant-category", required=True)
-    pred.add_argument("--feature-service", default="fraud_model_v1")
+    pred.add_argument(
+        "--feature-service",
+        default="fraud_model_v1",
+        help="used only for a model whose contract names none",
+    )
     pred.add_argument("--repo", default="feature_repo", help="Feast repo path")
     pred.add_argument("--model-name", default="fraud_model")
     pred.add_argument("--tracking-uri", default="", help="MLflow URI (default: data/mlflow)")

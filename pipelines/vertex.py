@@ -2,7 +2,7 @@
 
 Everything the request needs is checked before the client is touched, so a typo costs no round
 trip: region, gs:// pipeline root, an explicit service account (never the default compute
-account), label syntax.
+account), label syntax, and a pipeline that publishes to a shared registry.
 """
 
 from __future__ import annotations
@@ -87,8 +87,7 @@ def build_job(
 ) -> Any:
     """The aiplatform PipelineJob for the compiled template, not yet sent."""
     target.check()
-    if not Path(template_path).is_file():
-        raise ConfigurationError(f"{template_path}: compiled pipeline not found (portside compile)")
+    check_template_registry(template_path, parameter_values)
     from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import aiplatform
 
@@ -121,6 +120,18 @@ def build_job(
         project=target.project,
         location=target.region,
         credentials=credentials,
+    )
+
+
+def check_template_registry(template_path: str | Path, parameter_values: dict[str, Any]) -> None:
+    """Refuse a job whose pipeline would push to a registry inside a task's container."""
+    from pipelines.compile import parameter_definitions
+    from pipelines.profile import check_shared_registry
+
+    definitions = parameter_definitions(template_path)
+    defaults = {k: v["defaultValue"] for k, v in definitions.items() if "defaultValue" in v}
+    check_shared_registry(
+        {**defaults, **parameter_values}, f"{template_path} with these parameters"
     )
 
 

@@ -16,6 +16,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DATA_END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+# The worked example's names: components take them as parameters, they have no defaults.
+FEATURE_SERVICE = "fraud_model_v1"
+LABEL = "is_fraud"
+EXAMPLE = {"feature_service": FEATURE_SERVICE, "label_column": LABEL}
+EXAMPLE_ARGS = ["--feature-service", FEATURE_SERVICE, "--label-column", LABEL]  # entrypoint
 
 
 def uv_command() -> list[str]:
@@ -113,8 +118,20 @@ def training_set(workspace: FeatureWorkspace, tmp_path_factory: pytest.TempPathF
         entity_rows=str(workspace.sources / "transactions.parquet"),
         training_set=str(out),
         feature_repo=str(workspace.repo),
+        **EXAMPLE,
     )
     return out
+
+
+def copy_training_set(source: Path, target: Path, frame=None) -> Path:
+    """A training set directory like `source` (its manifest) with `frame` as its rows."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / "manifest.json", target / "manifest.json")
+    if frame is None:
+        shutil.copy(source / "training_set.parquet", target / "training_set.parquet")
+    else:
+        frame.to_parquet(target / "training_set.parquet", index=False)
+    return target
 
 
 def write_validation_summary(path: Path, passed: bool | None, failures: list | None = None) -> Path:

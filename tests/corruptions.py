@@ -26,6 +26,7 @@ class Corruption:
     apply: Callable[[pd.DataFrame], pd.DataFrame]
     column: str | None
     rule: str
+    also: tuple[str, ...] = ()  # further rules that must fail with it
 
 
 def write_training_set(frame: pd.DataFrame, directory: Path) -> Path:
@@ -109,6 +110,55 @@ def stale_timestamps(frame: pd.DataFrame) -> pd.DataFrame:
 def duplicated_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame, frame[_rows(frame, 0.01)]], ignore_index=True)
 
+
+def scaled(column: str, factor: int, shift: int = 0) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Every value of `column` times `factor` plus `shift` (a unit or encoding change upstream);
+    integer columns stay integer for integer factors and shifts."""
+
+    def apply(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        out[column] = out[column] * factor + shift
+        return out
+
+    return apply
+
+
+# Numbers that are neither key, label nor timestamp: each must have an upper bound and
+# distribution rules (test_validate checks the list is complete).
+NUMERIC_FEATURES = (
+    "amount",
+    "account_age_days",
+    "credit_limit",
+    "txn_count_1d",
+    "txn_amount_1d",
+    "txn_count_7d",
+    "txn_amount_7d",
+    "txn_count_30d",
+    "txn_amount_30d",
+    "avg_amount_30d",
+    "amount_to_avg_30d",
+    "amount_to_credit_limit",
+)
+# x1000 and shifted: past the upper bound. x10: maybe inside a loose bound, but off the
+# distribution. Scaling one column may fail several of its rules; `rule` and `also` must be
+# among them, and no other column may fail.
+SCALINGS: dict[str, Corruption] = {
+    **{
+        f"{c}_x1000_shifted": Corruption(
+            scaled(c, 1000, 1000), c, "expect_column_max_to_be_between"
+        )
+        for c in NUMERIC_FEATURES
+    },
+    **{
+        f"{c}_x10": Corruption(
+            scaled(c, 10),
+            c,
+            "expect_column_quantile_values_to_be_between",
+            also=("expect_column_mean_to_be_between",),
+        )
+        for c in NUMERIC_FEATURES
+    },
+}
 
 CORRUPTIONS: dict[str, Corruption] = {
     "nulls_in_required_column": Corruption(

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -27,7 +28,7 @@ class Request:
     body: Any  # parsed JSON, or None for an empty body
 
 
-Reply = tuple[int, dict[str, Any]]
+Reply = tuple[int, dict[str, Any] | bytes]
 Handler = Callable[[Request, re.Match[str]], Reply]
 Routes = dict[tuple[str, str], Handler]
 
@@ -64,12 +65,12 @@ class Loopback:
         ]
 
     def dispatch(self, request: Request) -> Reply:
-        with self._lock:
+        with self._lock:  # one request at a time: each answer sees a consistent state
             self.requests.append(request)
-        for (method, pattern), handler in self.routes.items():
-            match = re.fullmatch(pattern, request.path)
-            if method == request.method and match:
-                return handler(request, match)
+            for (method, pattern), handler in self.routes.items():
+                match = re.fullmatch(pattern, request.path)
+                if method == request.method and match:
+                    return handler(request, match)
         message = f"no loopback route for {request.method} {request.path}"
         return 404, {"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}
 
@@ -83,9 +84,12 @@ def _handler_class(loopback: Loopback) -> type[BaseHTTPRequestHandler]:
             body = json.loads(raw) if raw.strip() else None
             request = Request(self.command, unquote(url.path), parse_qs(url.query), body)
             status, payload = loopback.dispatch(request)
-            data = json.dumps(payload).encode()
+            raw_reply = isinstance(payload, bytes)  # a media download
+            data = payload if raw_reply else json.dumps(payload).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header(
+                "Content-Type", "application/octet-stream" if raw_reply else "application/json"
+            )
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -101,18 +105,43 @@ def _handler_class(loopback: Loopback) -> type[BaseHTTPRequestHandler]:
 LOCATION = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 
 
+def _not_found(what: str) -> Reply:
+    return 404, {"error": {"code": 404, "message": f"{what} not found", "status": "NOT_FOUND"}}
+
+
 @dataclass
 class ModelRegistry:
-    """Just enough of the Vertex AI Model Registry for `aiplatform.Model.upload` and `list`."""
+    """Enough of the Vertex AI Model Registry for upload, list, get by version or alias and
+    mergeVersionAliases: versions per model, aliases unique within a model, the first version
+    the default, as the real service keeps them."""
 
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> latest version
+    models: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # id -> versions
 
     def routes(self) -> Routes:
+        model = LOCATION + r"/models/(?P<model>[^/@:]+)"
         return {
             ("POST", LOCATION + r"/models:upload"): self.upload,
             ("GET", LOCATION + r"/models"): self.list,
-            ("GET", LOCATION + r"/models/(?P<model>[^/@]+)(@(?P<version>[^/]+))?"): self.get,
+            ("POST", model + r"@(?P<version>[^/:]+):mergeVersionAliases"): self.merge_aliases,
+            ("GET", model + r"(@(?P<version>[^/:]+))?"): self.get,
         }
+
+    def version(self, model_id: str, ref: str | None) -> dict[str, Any] | None:
+        """A version by id or alias; the default one when ref is None."""
+        versions = self.models.get(model_id, {})
+        if ref in versions:
+            return versions[ref]
+        wanted = ref or "default"
+        return next((v for v in versions.values() if wanted in v["versionAliases"]), None)
+
+    def _assign(self, model_id: str, target: dict[str, Any], aliases: list[str]) -> None:
+        for alias in aliases:
+            if alias.startswith("-"):
+                target["versionAliases"] = [a for a in target["versionAliases"] if a != alias[1:]]
+                continue
+            for other in self.models[model_id].values():
+                other["versionAliases"] = [a for a in other["versionAliases"] if a != alias]
+            target["versionAliases"].append(alias)
 
     def upload(self, request: Request, match: re.Match[str]) -> Reply:
         parent = request.body.get("parentModel")
@@ -120,12 +149,19 @@ class ModelRegistry:
         if parent:
             model_id = parent.rsplit("/", 1)[-1]
             if model_id not in self.models:
-                return 404, {"error": {"code": 404, "message": f"{parent} not found"}}
-            version = str(int(self.models[model_id]["versionId"]) + 1)
+                return _not_found(parent)
+            version = str(len(self.models[model_id]) + 1)
         else:
             model_id, version = str(1000 + len(self.models)), "1"
+            self.models[model_id] = {}
         name = f"{base}/models/{model_id}"
-        self.models[model_id] = {**request.body["model"], "name": name, "versionId": version}
+        body = request.body["model"]
+        aliases = list(body.get("versionAliases", []))
+        if version == "1" and "default" not in aliases:
+            aliases.append("default")  # the first version is always the default
+        entry = {**body, "name": name, "versionId": version, "versionAliases": []}
+        self.models[model_id][version] = entry
+        self._assign(model_id, entry, aliases)
         response = {
             "@type": "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelResponse",
             "model": name,
@@ -135,14 +171,60 @@ class ModelRegistry:
 
     def list(self, request: Request, match: re.Match[str]) -> Reply:
         wanted = request.query.get("filter", [""])[0]
-        found = [m for m in self.models.values() if _matches(m, wanted)]
-        return 200, {"models": found}
+        defaults = [self.version(model_id, None) for model_id in self.models]
+        return 200, {"models": [m for m in defaults if m and _matches(m, wanted)]}
 
     def get(self, request: Request, match: re.Match[str]) -> Reply:
-        model = self.models.get(match["model"])
-        if model is None:
-            return 404, {"error": {"code": 404, "message": f"{request.path} not found"}}
-        return 200, model
+        found = self.version(match["model"], match["version"])
+        return (200, found) if found is not None else _not_found(request.path)
+
+    def merge_aliases(self, request: Request, match: re.Match[str]) -> Reply:
+        found = self.version(match["model"], match["version"])
+        if found is None:
+            return _not_found(request.path)
+        self._assign(match["model"], found, list(request.body.get("versionAliases", [])))
+        return 200, found
+
+
+@dataclass
+class ObjectStore:
+    """Enough of the Cloud Storage JSON API for google-cloud-storage to list and download
+    objects (the client goes there when STORAGE_EMULATOR_HOST names this server)."""
+
+    objects: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (bucket, name) -> data
+
+    def put_tree(self, folder: Path, gs_uri: str) -> None:
+        """Store a local directory's files under gs://bucket/prefix."""
+        bucket, _, prefix = gs_uri.removeprefix("gs://").partition("/")
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            name = f"{prefix.rstrip('/')}/{file.relative_to(folder).as_posix()}"
+            self.objects[(bucket, name)] = file.read_bytes()
+
+    def routes(self) -> Routes:
+        bucket = r"/storage/v1/b/(?P<bucket>[^/]+)"
+        return {
+            ("GET", bucket + r"/o"): self.list,
+            ("GET", r"/download" + bucket + r"/o/(?P<name>.+)"): self.download,
+            ("GET", bucket + r"/o/(?P<name>.+)"): self.metadata,
+        }
+
+    def _resource(self, bucket: str, name: str) -> dict[str, Any]:
+        data = self.objects[(bucket, name)]
+        return {"bucket": bucket, "name": name, "size": str(len(data)), "generation": "1"}
+
+    def list(self, request: Request, match: re.Match[str]) -> Reply:
+        prefix = request.query.get("prefix", [""])[0]
+        names = sorted(n for b, n in self.objects if b == match["bucket"] and n.startswith(prefix))
+        return 200, {"items": [self._resource(match["bucket"], n) for n in names]}
+
+    def metadata(self, request: Request, match: re.Match[str]) -> Reply:
+        if (match["bucket"], match["name"]) not in self.objects:
+            return _not_found(request.path)
+        return 200, self._resource(match["bucket"], match["name"])
+
+    def download(self, request: Request, match: re.Match[str]) -> Reply:
+        data = self.objects.get((match["bucket"], match["name"]))
+        return (200, data) if data is not None else _not_found(request.path)
 
 
 def _matches(model: dict[str, Any], filter_text: str) -> bool:

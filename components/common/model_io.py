@@ -4,15 +4,19 @@ A model directory holds:
   saved_model/        TensorFlow SavedModel (the layout Vertex AI prebuilt containers and TF
                       Serving load); its `serving_default` signature takes one rank-1 tensor per
                       raw feature column (float32 numeric, NaN = missing; string categorical,
-                      "" = missing) and returns {"fraud_probability": float32 [batch]}.
-  feature_spec.json   which columns are numeric / categorical, the label and timestamp columns.
+                      "" = missing) and returns {<output>: float32 [batch]}, the probability
+                      of the positive label.
+  feature_spec.json   the model's inputs (numeric / categorical), where they come from (the
+                      feature service and its request fields, the entity keys), the label,
+                      timestamp and serving output names: everything serving needs to know.
+  split.json          the time boundaries of train's split (`components.common.splits`).
   metrics.json        training metrics.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,15 +28,18 @@ if TYPE_CHECKING:
 
 SAVED_MODEL_DIR = "saved_model"
 FEATURE_SPEC_FILE = "feature_spec.json"
-SERVING_OUTPUT = "fraud_probability"
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
     numeric: list[str]
     categorical: list[str]
-    label: str = "is_fraud"
-    timestamp: str = "event_timestamp"
+    label: str
+    timestamp: str
+    output: str  # the serving signature's output name
+    feature_service: str = ""
+    entity_keys: list[str] = field(default_factory=list)
+    request_fields: list[str] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -46,7 +53,18 @@ class FeatureSpec:
         path = Path(model_dir) / FEATURE_SPEC_FILE
         if not path.is_file():
             raise InputDataError(f"{path}: missing; is {model_dir} a Portside model directory?")
-        return cls(**json.loads(path.read_text()))
+        try:
+            written = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise InputDataError(f"{path}: not valid JSON ({error})") from error
+        required = [f.name for f in fields(cls) if f.default is f.default_factory is MISSING]
+        missing = [name for name in required if name not in written]
+        if missing:
+            raise InputDataError(
+                f"{path}: field(s) {', '.join(missing)} missing; retrain to write the contract"
+            )
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in written.items() if k in names})
 
 
 def to_signature_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, np.ndarray]:
@@ -65,7 +83,8 @@ def to_signature_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, np.
 
 
 def predict(model_dir: str | Path, frame: pd.DataFrame, batch_size: int = 65_536) -> np.ndarray:
-    """Fraud probabilities for every row of `frame`, through the exported serving signature."""
+    """The model's output (positive-label probability) for every row of `frame`, through the
+    exported serving signature."""
     import numpy as np
     import tensorflow as tf
 
@@ -77,5 +96,5 @@ def predict(model_dir: str | Path, frame: pd.DataFrame, batch_size: int = 65_536
     parts = []
     for start in range(0, len(frame), batch_size):
         batch = {k: tf.constant(v[start : start + batch_size]) for k, v in inputs.items()}
-        parts.append(serve(**batch)[SERVING_OUTPUT].numpy().reshape(-1))
+        parts.append(serve(**batch)[spec.output].numpy().reshape(-1))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)

@@ -1,19 +1,24 @@
 """The one time-based split every component uses: train on the past, judge on the future.
 
 Rows are cut by event time, never at random, so no later information reaches training and the
-test window is strictly after the training window. train and evaluate call the same function
-with the same fractions, so they agree on which rows are held out.
+test window is strictly after the training window. train computes the boundaries from its
+fractions and writes them (`split.json` in the model directory); evaluate cuts the same
+training set at those boundaries, so the two cannot disagree on which rows are held out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from components.errors import InputDataError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+SPLIT_FILE = "split.json"
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,41 @@ class TimeSplit:
     # first event time of the validation and of the test window
     validation_start: pd.Timestamp
     test_start: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class SplitBoundaries:
+    """Where train cut the training set; ISO timestamps at full (nanosecond) precision."""
+
+    timestamp_column: str
+    validation_start: str
+    test_start: str
+    validation_fraction: float
+    test_fraction: float
+    rows: dict[str, int]  # per part, so a consumer can tell it cut the same training set
+
+    def save(self, model_dir: str | Path) -> None:
+        (Path(model_dir) / SPLIT_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> SplitBoundaries:
+        path = Path(model_dir) / SPLIT_FILE
+        if not path.is_file():
+            raise InputDataError(f"{path}: missing; the model's split was not recorded")
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise InputDataError(f"{path}: not a split written by train ({error})") from error
+
+    def cut(self, frame: pd.DataFrame) -> TimeSplit:
+        import pandas as pd
+
+        return _cut(
+            frame,
+            self.timestamp_column,
+            pd.Timestamp(self.validation_start),
+            pd.Timestamp(self.test_start),
+        )
 
 
 def time_split(
@@ -45,6 +85,32 @@ def time_split(
     times = frame[timestamp_column]
     validation_start = times.quantile(1 - validation_fraction - test_fraction)
     test_start = times.quantile(1 - test_fraction)
+    return _cut(frame, timestamp_column, validation_start, test_start)
+
+
+def boundaries(
+    split: TimeSplit, timestamp_column: str, validation_fraction: float, test_fraction: float
+) -> SplitBoundaries:
+    """What to record of a split so that `SplitBoundaries.cut` reproduces it."""
+    return SplitBoundaries(
+        timestamp_column=timestamp_column,
+        validation_start=split.validation_start.isoformat(),
+        test_start=split.test_start.isoformat(),
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        rows={name: len(getattr(split, name)) for name in ("train", "validation", "test")},
+    )
+
+
+def _cut(
+    frame: pd.DataFrame,
+    timestamp_column: str,
+    validation_start: pd.Timestamp,
+    test_start: pd.Timestamp,
+) -> TimeSplit:
+    if timestamp_column not in frame.columns:
+        raise InputDataError(f"column {timestamp_column!r} is missing; it orders the split")
+    times = frame[timestamp_column]
     train = frame[times < validation_start]
     validation = frame[(times >= validation_start) & (times < test_start)]
     test = frame[times >= test_start]

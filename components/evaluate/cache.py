@@ -8,8 +8,8 @@ from components.common.registry_state import UNKNOWN, champion_version
 
 
 def same_champion(parameters: dict[str, Any], result: dict[str, Any] | None) -> bool:
-    if not result:
-        return False
+    if not result or parameters.get("registry", "mlflow") != "mlflow":
+        return False  # only the SQLite registry can be re-read this cheaply
     current = champion_version(parameters.get("tracking_uri", ""), parameters["model_name"])
     compared = (result.get("champion") or {}).get("version")
     return current != UNKNOWN and current == compared

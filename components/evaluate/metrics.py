@@ -99,7 +99,7 @@ def log_loss(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def reliability(labels: np.ndarray, scores: np.ndarray, bins: int = CALIBRATION_BINS) -> list[dict]:
-    """Per equal-width score bin: rows, mean predicted probability, observed fraud rate."""
+    """Per equal-width score bin: rows, mean predicted probability, observed positive rate."""
     import numpy as np
 
     index = np.minimum((scores * bins).astype(int), bins - 1)

@@ -52,7 +52,7 @@ def pr_plot(curves: Curves, aps: dict[str, float], path: Path) -> None:
 
 
 def calibration_plot(bins: list[dict], ece: float, path: Path) -> None:
-    fig, ax = _axes(f"Reliability (ECE {ece:.4f})", "mean predicted probability", "fraud rate")
+    fig, ax = _axes(f"Reliability (ECE {ece:.4f})", "mean predicted probability", "positive rate")
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
     predicted = [b["mean_predicted"] for b in bins]
     observed = [b["observed_rate"] for b in bins]

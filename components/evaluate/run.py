@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from components.common.model_io import FeatureSpec
-    from components.push.registry import Registry
+    from components.push.champion import ChampionRegistry
 
 METRICS_FILE = "metrics.json"
 BLESSING_FILE = "blessing.json"
@@ -45,43 +45,48 @@ def run(
     min_roc_auc: float = 0.75,
     min_pr_auc: float = 0.10,
     max_regression: float = 0.01,
-    validation_fraction: float = 0.15,
-    test_fraction: float = 0.15,
     model_name: str = "fraud_model",
     tracking_uri: str = "",
+    registry: str = "mlflow",
+    vertex_project: str = "",
+    vertex_location: str = "us-central1",
+    vertex_api_endpoint: str = "",
 ) -> Evaluation:
     """Score the model (and the champion) on the test window, write metrics, plots and
     blessing.json into `evaluation`, log them to MLflow, and return the verdict."""
     from components.common.model_io import FeatureSpec, predict
     from components.lineage import content_hash
-    from components.push.registry import Registry
+    from components.push.champion import identity, open_registry
 
     started = time.perf_counter()
     parameters = {
         "min_roc_auc": min_roc_auc,
         "min_pr_auc": min_pr_auc,
         "max_regression": max_regression,
-        "validation_fraction": validation_fraction,
-        "test_fraction": test_fraction,
         "model_name": model_name,
+        "registry": registry,
     }
     spec = FeatureSpec.load(model)
-    test = load_test_window(Path(training_set), spec, validation_fraction, test_fraction)
+    test = load_test_window(Path(training_set), Path(model), spec)
     labels = test[spec.label].to_numpy(dtype="int8")
     candidate = score(labels, predict(model, test))
-    registry = Registry(tracking_uri, model_name)
-    champion, champion_error = score_champion(registry, test, labels)
+    source = open_registry(
+        registry, model_name, tracking_uri, vertex_project, vertex_location, vertex_api_endpoint
+    )
+    champion, champion_error = score_champion(source, test, labels)
 
     reasons = [
         _threshold("roc_auc", candidate["roc_auc"], min_roc_auc),
         _threshold("pr_auc", candidate["pr_auc"], min_pr_auc),
-        _versus_champion(registry, candidate, champion, champion_error, max_regression),
+        _versus_champion(source, candidate, champion, champion_error, max_regression),
         _validation_gate(Path(validation)),
     ]
     digest = content_hash(model)
     blessing = {
         "blessed": all(reason.startswith(PASS) for reason in reasons),
         "reasons": reasons,
+        # which champion this verdict holds against: push swaps only that one
+        "registry": identity(source),
         "champion": _summary(champion),
         "first_run": champion is None and champion_error is None,
         "model_content_hash": digest,
@@ -112,13 +117,12 @@ def run(
     )
 
 
-def load_test_window(
-    training_set: Path, spec: FeatureSpec, validation_fraction: float, test_fraction: float
-) -> pd.DataFrame:
-    """The latest rows, cut by the same time split train used."""
+def load_test_window(training_set: Path, model: Path, spec: FeatureSpec) -> pd.DataFrame:
+    """The test window of train's split: cut at the boundaries the model directory records,
+    on the same training set (its row counts per part must match)."""
     import pandas as pd
 
-    from components.common.splits import time_split
+    from components.common.splits import SplitBoundaries
     from components.features.run import TRAINING_SET_FILE
 
     path = training_set / TRAINING_SET_FILE
@@ -127,7 +131,15 @@ def load_test_window(
     frame = pd.read_parquet(path)
     if spec.label not in frame.columns:
         raise InputDataError(f"{path}: label column {spec.label!r} is missing")
-    test = time_split(frame, spec.timestamp, validation_fraction, test_fraction).test
+    split = SplitBoundaries.load(model)
+    parts = split.cut(frame)
+    rows = {name: len(getattr(parts, name)) for name in split.rows}
+    if rows != split.rows:
+        raise InputDataError(
+            f"{path}: not the training set the model was trained on (split rows {rows}, "
+            f"train recorded {split.rows} in {model / 'split.json'})"
+        )
+    test = parts.test
     if test[spec.label].isna().any():
         raise InputDataError(f"{path}: label column {spec.label!r} has nulls in the test window")
     if test[spec.label].nunique() < 2:
@@ -159,20 +171,22 @@ def score(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
 
 
 def score_champion(
-    registry: Registry, test: pd.DataFrame, labels: np.ndarray
+    registry: ChampionRegistry, test: pd.DataFrame, labels: np.ndarray
 ) -> tuple[dict[str, Any] | None, str | None]:
-    """The champion's metrics on the same rows, or (None, why) when it cannot be scored."""
+    """The champion's metrics on the same rows, or (None, why) when it cannot be scored.
+    A registry that cannot be read raises: that is not "no champion"."""
     from components.common.model_io import predict
 
-    version = registry.champion()
-    if version is None:
+    champion = registry.current_champion()
+    if champion is None:
         return None, None
     with tempfile.TemporaryDirectory(prefix="portside-champion-") as scratch:
         try:
-            scores = predict(registry.files(version, scratch), test)
+            scores = predict(registry.champion_files(champion, scratch), test)
         except Exception as error:  # a champion we cannot score must not be silently skipped
-            return None, f"champion v{version.version} could not be scored here: {error}"
-    return {"version": str(version.version), **score(labels, scores)}, None
+            return None, f"champion v{champion.version} could not be scored here: {error}"
+    identity = {"version": champion.version, "content_hash": champion.content_hash}
+    return {**identity, **score(labels, scores)}, None
 
 
 def _threshold(name: str, value: float, minimum: float) -> str:
@@ -181,7 +195,7 @@ def _threshold(name: str, value: float, minimum: float) -> str:
 
 
 def _versus_champion(
-    registry: Registry,
+    registry: ChampionRegistry,
     candidate: dict[str, Any],
     champion: dict[str, Any] | None,
     champion_error: str | None,
@@ -192,7 +206,7 @@ def _versus_champion(
     if champion is None:
         return (
             f"{PASS} first run: registered model {registry.name!r} has no 'champion' alias in "
-            f"{registry.tracking_uri}; nothing to compare against"
+            f"{registry.uri}; nothing to compare against"
         )
     drop = champion["roc_auc"] - candidate["roc_auc"]
     verdict, op = (PASS, "<=") if drop <= max_regression else (FAIL, ">")
@@ -227,7 +241,9 @@ def _window(test: pd.DataFrame, spec: FeatureSpec, labels: np.ndarray) -> dict[s
 
 
 def _summary(champion: dict[str, Any] | None) -> dict[str, Any] | None:
-    return {"version": champion["version"], "roc_auc": champion["roc_auc"]} if champion else None
+    if champion is None:
+        return None
+    return {k: champion[k] for k in ("version", "content_hash", "roc_auc")}
 
 
 def _public(scored: dict[str, Any]) -> dict[str, Any]:

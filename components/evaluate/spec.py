@@ -4,7 +4,8 @@ SPEC = ComponentSpec(
     name="evaluate",
     doc=(
         "Judge a trained model on the held-out test window and decide whether to bless it.\n\n"
-        "Scores the latest rows of the training set (the same time split train used) through "
+        "Scores the test window of the training set (cut at the boundaries train recorded in "
+        "the model's split.json) through "
         "the model's exported serving signature: ROC AUC, PR AUC, log loss, recall at 1% false "
         "positive rate and calibration, with ROC, PR and reliability plots. The model is blessed "
         "only if the absolute thresholds are met, it is not worse than the registry's current "
@@ -37,11 +38,25 @@ SPEC = ComponentSpec(
             0.01,
             "Largest allowed drop of ROC AUC against the champion on the same test window.",
         ),
-        Parameter("validation_fraction", float, 0.15, "Validation share of the time split."),
-        Parameter("test_fraction", float, 0.15, "Test share (latest rows); must match train."),
         Parameter("model_name", str, "fraud_model", "Registered model whose champion to beat."),
         Parameter(
-            "tracking_uri", str, "", "MLflow tracking/registry URI; empty = embedded SQLite."
+            "tracking_uri",
+            str,
+            "",
+            "MLflow tracking/registry URI; empty = embedded SQLite.",
+            resolve="components.common.tracking:resolve_tracking_uri",
+        ),
+        Parameter(
+            "registry",
+            str,
+            "mlflow",
+            "Registry whose champion to beat (push's registry).",
+            choices=("mlflow", "vertex"),
+        ),
+        Parameter("vertex_project", str, "", "Google Cloud project (vertex)."),
+        Parameter("vertex_location", str, "us-central1", "Vertex AI region (vertex)."),
+        Parameter(
+            "vertex_api_endpoint", str, "", "Vertex AI API endpoint override; empty = regional."
         ),
     ),
     returns=(Parameter("blessed", bool, False, "Whether push may publish this model."),),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,16 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class BatchFeatures:
+    """One batch view's features in a service: Feast's names and the training set's names."""
+
+    view: str
+    features: tuple[str, ...]
+    columns: tuple[str, ...]  # prefixed with the view's name under full feature names
+    ttl: timedelta | None
+
+
+@dataclass(frozen=True)
 class ResolvedService:
     name: str
     views: list[ViewSource]
@@ -30,6 +41,11 @@ class ResolvedService:
     definition_hash: str
     # True when every batch source is a Parquet file the DuckDB join can read directly.
     file_sources_only: bool
+    # Every batch view of the service, whatever its source (the online path needs them all).
+    batch_features: list[BatchFeatures]
+    full_feature_names: bool
+    # The service's feature columns as the training set names them, in service order.
+    feature_columns: list[str]
 
 
 def open_store(repo_path: str | Path) -> FeatureStore:
@@ -53,16 +69,21 @@ def resolve_service(
             f"feature service {name!r} is not in the registry of {store.repo_path}; "
             "run `feast apply` in the feature repo first"
         ) from error
-    views, odfvs, described = [], [], []
+    views, odfvs, described, batches, columns = [], [], [], [], []
     join_keys: set[str] = set()
     file_only = True
     for projection in service.feature_view_projections:
         kind, view = _lookup_view(store, projection.name)
+        names = tuple(f.name for f in projection.features)
+        prefix = projection.name_to_use() + "__" if full_feature_names else ""
+        named = tuple(prefix + name for name in names)
+        columns += named
         if kind == "on_demand":
             odfvs.append(view.with_projection(projection))
             described.append(_describe_on_demand(view, projection))
             continue
         join_keys.update(view.join_keys)
+        batches.append(BatchFeatures(view.name, names, named, _ttl(view)))
         source = _view_source(store, view, projection, full_feature_names)
         file_only = file_only and source is not None
         if source is not None:
@@ -74,7 +95,23 @@ def resolve_service(
     digest = hashlib.sha256(
         json.dumps({"service": name, "views": described}, sort_keys=True).encode()
     ).hexdigest()
-    return ResolvedService(name, views, odfvs, sorted(join_keys), request_fields, digest, file_only)
+    return ResolvedService(
+        name,
+        views,
+        odfvs,
+        sorted(join_keys),
+        request_fields,
+        digest,
+        file_only,
+        batches,
+        full_feature_names,
+        columns,
+    )
+
+
+def _ttl(view: Any) -> timedelta | None:
+    """The view's TTL; Feast reads zero (or none) as "never expires"."""
+    return view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
 
 
 def _lookup_view(store: FeatureStore, name: str) -> tuple[str, Any]:
@@ -108,14 +145,13 @@ def _view_source(
     path = source.path
     if not Path(path).is_absolute() and "://" not in path:
         path = str(Path(store.repo_path) / path)
-    ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
     return ViewSource(
         name=view.name,
         path=path,
         join_keys=tuple(view.join_keys),
         timestamp_field=source.timestamp_field,
         created_timestamp_field=source.created_timestamp_column or None,
-        ttl=ttl,
+        ttl=_ttl(view),
         features=features,
     )
 

@@ -1,10 +1,21 @@
 """Materialization: the latest feature row per entity, from the offline sources to the online store.
 
-The same online state as `feast materialize` (per entity, the row with the greatest
-(event_timestamp, created_timestamp) with start <= event_timestamp <= end), computed in one
-DuckDB query and written through Feast's own online store in bounded batches, so memory stays
-flat however many entities there are. The registry records each interval, so
-`materialize_incremental` continues where the last run ended, as Feast's does.
+Two modes, both computed in one DuckDB query and written through Feast's own online store in
+bounded batches (memory stays flat however many entities there are):
+
+- ``landed`` (default): selects the rows that *landed* in [start, end] (available once both
+  their event and created timestamps have passed, as the ``as_known`` training join counts
+  them), keeps per entity the greatest (event, created) time and writes it only if it is not
+  older than what the online store holds. Late and backfilled rows thus reach the online
+  store, and after materializing up to T the online state is the ``as_known`` state at T.
+- ``feast``: what ``feast materialize`` does (start <= event_timestamp <= end, greatest
+  (event, created) per entity, written unconditionally). Rows that land after their
+  interval was materialized never reach the online store.
+
+An equal event time counts as newer: in forward runs it is a later-created correction.
+(Feast's Redis writer itself skips a row whose event time equals the stored one, so there a
+same-time correction is not written; the SQLite store takes it.) The registry records each
+interval, so `materialize_incremental` continues where the last run ended, as Feast's does.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from components.errors import ConfigurationError
 
@@ -21,6 +32,8 @@ if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
 
 DEFAULT_BATCH_ROWS = 10_000
+Mode = Literal["landed", "feast"]
+MODES = ("landed", "feast")
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,7 @@ def materialize(
     views: list[str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: bool = True,
+    mode: Mode = "landed",
 ) -> list[MaterializedView]:
     """Materialize [start, end] of the chosen (default: all online) feature views."""
     from components.features.feast_repo import open_store
@@ -46,9 +60,10 @@ def materialize(
     start, end = _utc(start, "start"), _utc(end, "end")
     if start >= end:
         raise ConfigurationError(f"start ({start}) must be before end ({end})")
+    _check_mode(mode)
     store = open_store(repo_path)
     return [
-        _materialize_view(store, view, start, end, batch_rows, progress)
+        _materialize_view(store, view, start, end, batch_rows, progress, mode)
         for view in _online_views(store, views)
     ]
 
@@ -59,11 +74,16 @@ def materialize_incremental(
     views: list[str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: bool = True,
+    mode: Mode = "landed",
 ) -> list[MaterializedView]:
-    """Materialize each view from where its last materialization ended (or end - ttl) to end."""
+    """Materialize each view from where its last materialization ended (or end - ttl) to end.
+
+    A first run starts at end - ttl: older rows would be expired at end anyway.
+    """
     from components.features.feast_repo import open_store
 
     end = _utc(end, "end")
+    _check_mode(mode)
     store = open_store(repo_path)
     done = []
     for view in _online_views(store, views):
@@ -72,8 +92,13 @@ def materialize_incremental(
         if start >= end:
             print(f"{view.name}: already materialized up to {start:%Y-%m-%d %H:%M:%S}")
             continue
-        done.append(_materialize_view(store, view, start, end, batch_rows, progress))
+        done.append(_materialize_view(store, view, start, end, batch_rows, progress, mode))
     return done
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
 def _utc(moment: datetime, name: str) -> datetime:
@@ -96,8 +121,12 @@ def _online_views(store: FeatureStore, names: list[str] | None) -> list[FeatureV
     return [online[name] for name in names]
 
 
-def latest_rows_query(view: FeatureView, repo_path: str) -> str:
-    """SQL for the latest row per entity with $start <= event_timestamp <= $end."""
+def latest_rows_query(view: FeatureView, repo_path: str, mode: Mode = "landed") -> str:
+    """SQL for the latest row per entity among those selected by $start and $end.
+
+    landed: rows available (event and created time passed) within [$start, $end];
+    feast: rows with $start <= event_timestamp <= $end.
+    """
     from feast import FileSource
 
     source = view.batch_source
@@ -112,10 +141,12 @@ def latest_rows_query(view: FeatureView, repo_path: str) -> str:
     keys = [f'"{key}"' for key in view.join_keys]
     columns = [f'"{to_source.get(f.name, f.name)}" AS "{f.name}"' for f in view.features]
     extra = [f'"{ts}"'] + ([f'"{created}"'] if created != ts else [])
+    # A row without a created timestamp counts as created when it happened (as in the join).
+    selected = f'greatest("{ts}", coalesce("{created}", "{ts}"))' if mode == "landed" else f'"{ts}"'
     return f"""
         SELECT {", ".join(keys + columns + extra)}
         FROM read_parquet('{path.replace("'", "''")}')
-        WHERE "{ts}" BETWEEN $start AND $end
+        WHERE "{ts}" IS NOT NULL AND {selected} BETWEEN $start AND $end
         QUALIFY row_number() OVER (
             PARTITION BY {", ".join(keys)} ORDER BY "{ts}" DESC, "{created}" DESC) = 1
     """
@@ -128,13 +159,14 @@ def _materialize_view(
     end: datetime,
     batch_rows: int,
     progress: bool,
+    mode: Mode,
 ) -> MaterializedView:
     import duckdb
     from feast.utils import _convert_arrow_to_proto
     from tqdm import tqdm
 
     started = time.perf_counter()
-    query = latest_rows_query(view, str(store.repo_path))
+    query = latest_rows_query(view, str(store.repo_path), mode)
     con = duckdb.connect()
     reader = con.sql(query, params={"start": start, "end": end}).to_arrow_reader(batch_rows)
     join_key_types = {col.name: col.dtype.to_value_type() for col in view.entity_columns}
@@ -145,8 +177,25 @@ def _materialize_view(
             if batch.num_rows == 0:
                 continue
             protos = _convert_arrow_to_proto(batch, view, join_key_types)
-            provider.online_write_batch(store.config, view, protos, progress=None)
-            rows += batch.num_rows
+            if mode == "landed":
+                protos = _not_older_than_stored(provider, store, view, protos)
+            if protos:
+                provider.online_write_batch(store.config, view, protos, progress=None)
+            rows += len(protos)
             bar.update(batch.num_rows)
     store.registry.apply_materialization(view, store.project, start, end)
     return MaterializedView(view.name, start, end, rows, round(time.perf_counter() - started, 3))
+
+
+def _not_older_than_stored(
+    provider: Any, store: FeatureStore, view: FeatureView, protos: list[tuple]
+) -> list[tuple]:
+    """The rows (entity key, values, event time, created time) whose event time is at or
+    after the one the online store holds for that entity: a late row never replaces a newer
+    one that landed earlier."""
+    stored = provider.online_read(store.config, view, [p[0] for p in protos])
+    return [
+        row
+        for row, (stored_ts, _) in zip(protos, stored, strict=True)
+        if stored_ts is None or _utc(row[2], "event time") >= _utc(stored_ts, "stored time")
+    ]

@@ -1,19 +1,102 @@
-"""Online lookup through the same FeatureService that training uses."""
+"""Online lookup through the same FeatureService that training uses, with training's rules.
+
+A feature whose online row is older than its view's TTL at lookup time is null, as the
+training join nulls it; the on-demand features are then computed from those values with the
+same function training uses (`apply_on_demand`), so serving sees what training saw.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.errors import InputDataError
+
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
+    from feast import FeatureStore
+
+    from components.features.feast_repo import ResolvedService
 
 
-def lookup(repo_path: str | Path, feature_service: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Online features (plus on-demand features from the request fields) for each row."""
+def lookup(
+    repo_path: str | Path,
+    feature_service: str,
+    rows: list[dict[str, Any]],
+    now: datetime | None = None,
+    full_feature_names: bool = False,
+) -> pd.DataFrame:
+    """Per row (entity keys plus request fields): the row's fields, then the service's
+    features named as in the training set, fresh as of `now` (default: the current time)."""
+    import pyarrow as pa
+
     from components.features.feast_repo import open_store, resolve_service
+    from components.features.run import apply_on_demand
 
     store = open_store(repo_path)
-    resolve_service(store, feature_service)  # a clear error if the service is unknown
-    service = store.get_feature_service(feature_service)
-    return store.get_online_features(features=service, entity_rows=rows).to_df()
+    service = resolve_service(store, feature_service, full_feature_names)
+    _check_rows(rows, service)
+    moment = _utc(now or datetime.now(timezone.utc))
+    table = pa.Table.from_pylist(rows)
+    for name, column in _fresh_batch_features(store, service, rows, moment).items():
+        table = table.append_column(name, column)
+    return apply_on_demand(table, service).to_pandas()
+
+
+def _check_rows(rows: list[dict[str, Any]], service: ResolvedService) -> None:
+    needed = [*service.join_keys, *service.request_fields]
+    for i, row in enumerate(rows):
+        missing = [name for name in needed if row.get(name) is None]
+        if missing:
+            raise InputDataError(f"lookup row {i}: missing field(s) {', '.join(missing)}")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def _fresh_batch_features(
+    store: FeatureStore, service: ResolvedService, rows: list[dict[str, Any]], now: datetime
+) -> dict[str, pa.Array]:
+    """Online values of every batch feature, null where older than its view's TTL at `now`."""
+    import pyarrow as pa
+    from feast.type_map import feast_value_type_to_pa
+
+    refs = [f"{b.view}:{f}" for b in service.batch_features for f in b.features]
+    if not refs:
+        return {}
+    entities = [{key: row[key] for key in service.join_keys} for row in rows]
+    response = store.get_online_features(
+        features=refs, entity_rows=entities, full_feature_names=True
+    )
+    values = response.to_dict()
+    stamps = {
+        name: [ts.ToMicroseconds() for ts in result.event_timestamps]
+        for name, result in zip(
+            response.proto.metadata.feature_names.val, response.proto.results, strict=True
+        )
+    }
+    now_us = (now - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    dtypes = _feature_types(store, service)
+    out = {}
+    for batch in service.batch_features:
+        oldest = None if batch.ttl is None else now_us - batch.ttl // timedelta(microseconds=1)
+        for feature, column in zip(batch.features, batch.columns, strict=True):
+            ref = f"{batch.view}__{feature}"
+            fresh = [
+                value if oldest is None or ts >= oldest else None
+                for value, ts in zip(values[ref], stamps[ref], strict=True)
+            ]
+            dtype = feast_value_type_to_pa(dtypes[(batch.view, feature)].to_value_type())
+            out[column] = pa.array(fresh, type=dtype)
+    return out
+
+
+def _feature_types(store: FeatureStore, service: ResolvedService) -> dict[tuple[str, str], Any]:
+    types = {}
+    for batch in service.batch_features:
+        for field in store.get_feature_view(batch.view).features:
+            types[(batch.view, field.name)] = field.dtype
+    return types

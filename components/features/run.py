@@ -34,9 +34,13 @@ class FeaturesManifest:
     rows_out: int
     duplicate_entity_rows: int
     time_range: tuple[str, str]
+    # The training set's schema, which train turns into the model's inputs.
+    entity_keys: list[str]
+    timestamp_column: str
     label_column: str
     label_rate: float | None
-    features: list[str]
+    features: list[str]  # the FeatureService's features, as the training set names them
+    request_fields: list[str]  # entity-row columns the on-demand views read
     null_counts: dict[str, int]
     rows_without_history: dict[str, int]
     content_fingerprint: str
@@ -49,10 +53,10 @@ class FeaturesManifest:
 def run(
     entity_rows: str,
     training_set: str,
-    feature_service: str = "fraud_model_v1",
+    feature_service: str = "",
     feature_repo: str = "feature_repo",
     event_timestamp_column: str = "event_timestamp",
-    label_column: str = "is_fraud",
+    label_column: str = "",
     point_in_time: str = "as_known",
     full_feature_names: bool = False,
     engine: str = "auto",
@@ -61,6 +65,7 @@ def run(
     the `training_set` directory and return the manifest. The manifest holds no paths or
     times (the run manifest does), so the same training set has the same content hash.
 
+    feature_service and label_column are required: the model's names come from the caller.
     engine: "duckdb" (Portside's point-in-time join over Parquet sources), "feast" (the
     repo's configured offline store, e.g. BigQuery; Feast's semantics), or "auto" (duckdb
     when every source is a Parquet file, else feast).
@@ -69,6 +74,7 @@ def run(
 
     from components.features.feast_repo import open_store, resolve_service
 
+    _require(feature_service=feature_service, label_column=label_column)
     store = open_store(feature_repo)
     service = resolve_service(store, feature_service, full_feature_names)
     engine = _choose_engine(engine, service, point_in_time)
@@ -83,6 +89,9 @@ def run(
         )
     if result.num_rows != table.num_rows:  # the one invariant this component exists for
         raise RuntimeError(f"bug: {table.num_rows} entity rows in, {result.num_rows} out")
+    absent = [c for c in service.feature_columns if c not in result.column_names]
+    if absent:  # both engines must name the service's features the same way
+        raise RuntimeError(f"bug: the {engine} engine did not produce {', '.join(absent)}")
 
     out_dir = Path(training_set)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +112,31 @@ def run(
     written = {k: v for k, v in asdict(manifest).items() if k != "read"}
     (out_dir / MANIFEST_FILE).write_text(json.dumps(written, indent=2))
     return manifest
+
+
+def _require(**values: str) -> None:
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+        raise ConfigurationError(f"{flags}: required; the caller names the model's features")
+
+
+def load_manifest(training_set_dir: Path) -> FeaturesManifest:
+    """The manifest.json the features component wrote next to the training set."""
+    path = training_set_dir / MANIFEST_FILE
+    if not path.is_file():
+        raise InputDataError(f"{path}: not found; build the training set with `features`")
+    try:
+        written = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise InputDataError(f"{path}: not valid JSON ({error})") from error
+    fields = [f for f in FeaturesManifest.__dataclass_fields__ if f not in ("read", "extra")]
+    missing = [f for f in fields if f not in written] if isinstance(written, dict) else fields
+    if missing:
+        raise InputDataError(
+            f"{path}: field(s) {', '.join(missing)} missing; rebuild it with `features`"
+        )
+    return FeaturesManifest(**{f: written[f] for f in fields}, extra=written.get("extra") or {})
 
 
 def _files_read(store: object, service: ResolvedService, engine: str) -> dict[str, str]:
@@ -217,13 +251,23 @@ def build_training_set(
         flag = history_flag(view)
         without_history[view.name] = result.num_rows - pc.sum(result.column(flag)).as_py()
         result = result.drop_columns([flag])
+    return apply_on_demand(result, service), without_history
+
+
+def apply_on_demand(table: pa.Table, service: ResolvedService) -> pa.Table:
+    """Append the on-demand views' features, named as Feast names them for this service.
+
+    Training and the online lookup both call this, so serving computes them the same way.
+    """
+    full = service.full_feature_names
     for odfv in service.on_demand_views:
-        transformed = odfv.transform_arrow(result, full_feature_names=False)
-        for feature in odfv.projection.features:
-            name = feature.name
-            if name in transformed.column_names and name not in result.column_names:
-                result = result.append_column(name, transformed.column(name))
-    return result, without_history
+        transformed = odfv.transform_arrow(table, full_feature_names=full)
+        projection = odfv.projection
+        for feature in projection.features:
+            name = f"{projection.name_to_use()}__{feature.name}" if full else feature.name
+            if name in transformed.column_names and name not in table.column_names:
+                table = table.append_column(name, transformed.column(name))
+    return table
 
 
 def content_fingerprint(table: pa.Table) -> str:
@@ -249,7 +293,7 @@ def _manifest(
 ) -> FeaturesManifest:
     import pyarrow.compute as pc
 
-    features = [c for c in result.column_names if c not in table.column_names]
+    features = service.feature_columns
     ts = table.column(ts_column)
     label = table.column(label_column)
     key_and_time = table.select([*service.join_keys, ts_column])
@@ -263,9 +307,12 @@ def _manifest(
         rows_out=result.num_rows,
         duplicate_entity_rows=table.num_rows - distinct,
         time_range=(str(pc.min(ts)), str(pc.max(ts))),
+        entity_keys=service.join_keys,
+        timestamp_column=ts_column,
         label_column=label_column,
         label_rate=pc.mean(label.cast("float64")).as_py() if label.type != "string" else None,
         features=features,
+        request_fields=service.request_fields,
         null_counts={name: result.column(name).null_count for name in features},
         rows_without_history=without_history,
         content_fingerprint=content_fingerprint(result),

@@ -7,7 +7,8 @@ SPEC = ComponentSpec(
         "Joins labelled entity rows (entity key, event timestamp, label, request-time fields) "
         "to the features of one FeatureService as they were known at each row's time, applies "
         "its on-demand transformations, and writes the training set as Parquet with a manifest "
-        "(feature service hash, time range, row counts, null counts, content fingerprint). "
+        "(entity keys, timestamp, label, feature columns and request fields; feature service "
+        "hash, time range, row counts, null counts, content fingerprint). "
         "Never drops an entity row: rows without history get nulls."
     ),
     implementation="components.features.run:run",
@@ -23,12 +24,17 @@ SPEC = ComponentSpec(
         ),
     ),
     parameters=(
-        Parameter("feature_service", str, "fraud_model_v1", "Feast FeatureService to join."),
+        Parameter("feature_service", str, "", "Feast FeatureService to join (required)."),
         Parameter(
-            "feature_repo", str, "feature_repo", "Path of the Feast repo (feature_store.yaml)."
+            "feature_repo",
+            str,
+            "feature_repo",
+            "Path of the Feast repo (feature_store.yaml).",
+            # a relative path names another repo from another working directory
+            resolve="os.path:abspath",
         ),
         Parameter("event_timestamp_column", str, "event_timestamp", "Entity rows' time column."),
-        Parameter("label_column", str, "is_fraud", "Label column that must be present."),
+        Parameter("label_column", str, "", "Label column of the entity rows (required)."),
         Parameter(
             "point_in_time",
             str,

@@ -10,6 +10,7 @@ from typing import Any
 
 from components.common.model_io import SAVED_MODEL_DIR, FeatureSpec
 from components.errors import ConfigurationError, GateFailed, InputDataError
+from components.push.champion import expected_champion
 from components.push.spec import DEFAULT_VERTEX_SERVING_IMAGE
 from components.push.vertex import VertexTarget
 
@@ -23,7 +24,7 @@ class Pushed:
     model_name: str
     version: str
     content_hash: str
-    reused: bool  # the same content was already registered (MLflow)
+    reused: bool  # the same content was already registered
     previous_champion: str | None
     location: str  # MLflow artifact source or Vertex model resource name
     tracking_uri: str | None
@@ -61,11 +62,12 @@ def run(
         target.check()  # a misconfigured target fails before anything is read or sent
     check_model_dir(Path(model))
     digest = content_hash(model)
-    require_blessing(Path(evaluation), digest)
+    blessing_path = Path(evaluation) / BLESSING_FILE
+    blessing = require_blessing(Path(evaluation), digest)
     if registry == "mlflow":
-        result = push_mlflow(model, model_name, tracking_uri, digest)
+        result = push_mlflow(model, model_name, tracking_uri, digest, blessing, blessing_path)
     else:
-        result = push_vertex(target, model_name, digest)
+        result = push_vertex(target, model_name, digest, blessing, blessing_path)
     result.seconds = round(time.perf_counter() - started, 3)
     out = Path(pushed)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,36 +103,51 @@ def require_blessing(evaluation: Path, digest: str) -> dict[str, Any]:
     return blessing
 
 
-def push_mlflow(model: str, model_name: str, tracking_uri: str, digest: str) -> Pushed:
+def push_mlflow(
+    model: str,
+    model_name: str,
+    tracking_uri: str,
+    digest: str,
+    blessing: dict[str, Any],
+    blessing_path: Path,
+) -> Pushed:
     from components.push.registry import Registry
 
     registry = Registry(tracking_uri, model_name)
-    registered = registry.register(model, digest)
-    previous = registry.promote(registered.version)  # only ever a complete version
+    expected = expected_champion(blessing, blessing_path, registry)
+    published = registry.publish(model, digest, expected)  # only ever a complete version
     return Pushed(
         registry="mlflow",
         model_name=model_name,
-        version=registered.version,
+        version=published.version,
         content_hash=digest,
-        reused=registered.reused,
-        previous_champion=previous,
-        location=registered.source,
+        reused=published.reused,
+        previous_champion=published.previous,
+        location=published.source,
         tracking_uri=registry.tracking_uri,
         seconds=0.0,
     )
 
 
-def push_vertex(target: VertexTarget, model_name: str, digest: str) -> Pushed:
-    from components.push.vertex import upload
+def push_vertex(
+    target: VertexTarget,
+    model_name: str,
+    digest: str,
+    blessing: dict[str, Any],
+    blessing_path: Path,
+) -> Pushed:
+    from components.push.vertex import VertexRegistry
 
-    uploaded = upload(target, model_name, digest)
+    registry = VertexRegistry(target.project, target.location, target.api_endpoint, model_name)
+    expected = expected_champion(blessing, blessing_path, registry)
+    uploaded = registry.publish(target, digest, expected)
     return Pushed(
         registry="vertex",
         model_name=model_name,
         version=uploaded.version,
         content_hash=digest,
-        reused=False,
-        previous_champion=None,
+        reused=uploaded.reused,
+        previous_champion=uploaded.previous,
         location=uploaded.resource_name,
         tracking_uri=None,
         seconds=0.0,

@@ -8,7 +8,9 @@ SPEC = ComponentSpec(
     name="push",
     doc=(
         "Publish a blessed model to a model registry and make it the champion.\n\n"
-        "Refuses (gate failed) unless the evaluation blessed exactly this model. MLflow "
+        "Refuses (gate failed) unless the evaluation blessed exactly this model, and moves "
+        "the champion only if it is still the one the evaluation compared against "
+        "(compare-and-swap; otherwise gate failed, nothing moved). MLflow "
         "(default): registers an immutable version holding the model directory, tagged with its "
         "content hash and marked complete once its files are verified; the same content pushed "
         "again returns the existing version; the 'champion' alias moves only after the version "
@@ -28,7 +30,11 @@ SPEC = ComponentSpec(
         Parameter("registry", str, "mlflow", "Where to publish.", choices=("mlflow", "vertex")),
         Parameter("model_name", str, "fraud_model", "Registered model (Vertex display name)."),
         Parameter(
-            "tracking_uri", str, "", "MLflow tracking/registry URI; empty = embedded SQLite."
+            "tracking_uri",
+            str,
+            "",
+            "MLflow tracking/registry URI; empty = embedded SQLite.",
+            resolve="components.common.tracking:resolve_tracking_uri",
         ),
         Parameter("vertex_project", str, "", "Google Cloud project (vertex)."),
         Parameter("vertex_location", str, "us-central1", "Vertex AI region (vertex)."),

@@ -1,4 +1,4 @@
-"""Vertex AI Model Registry: upload a model version through the real aiplatform client.
+"""Vertex AI Model Registry: the champion and new versions, through the real aiplatform client.
 
 The model directory must already be staged in Cloud Storage (the pipeline's artifact store);
 Vertex's prebuilt TensorFlow containers load the SavedModel from `<staged dir>/saved_model`.
@@ -7,12 +7,15 @@ Vertex's prebuilt TensorFlow containers load the SavedModel from `<staged dir>/s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from components.common.model_io import SAVED_MODEL_DIR
-from components.errors import ConfigurationError
-from components.push.registry import CHAMPION
+from components.errors import ConfigurationError, GateFailed
+from components.push.champion import ChampionRef, refuse_if_moved
 
 LABEL_LIMIT = 63  # Vertex label values: at most 63 characters
+CHAMPION = "champion"
+DEFAULT_ALIAS = "default"  # what Vertex serves when no version is named
 
 
 @dataclass(frozen=True)
@@ -49,30 +52,108 @@ class Uploaded:
     resource_name: str
     version: str
     parent_model: str | None
+    previous: str | None  # the champion version before
+    reused: bool  # that content already was the champion; nothing uploaded
 
 
-def upload(target: VertexTarget, model_name: str, digest: str) -> Uploaded:
-    """Upload a new version of `model_name` (a new model if none has that display name), as the
-    default version with the champion alias, labelled with the content hash."""
-    target.check()
-    from google.cloud import aiplatform
+class VertexRegistry:
+    """One model lineage (display name) in Vertex AI Model Registry, through the real client.
 
-    aiplatform.init(
-        project=target.project,
-        location=target.location,
-        api_endpoint=target.api_endpoint or None,
-        api_transport="rest",
-    )
-    # Versions of one model share its display name; the oldest such model is the lineage.
-    existing = aiplatform.Model.list(filter=f'display_name="{model_name}"', order_by="create_time")
-    parent = existing[0].resource_name if existing else None
-    model = aiplatform.Model.upload(
-        display_name=model_name,
-        artifact_uri=target.saved_model_uri,
-        serving_container_image_uri=target.serving_image,
-        parent_model=parent,
-        version_aliases=[CHAMPION],
-        is_default_version=True,
-        labels={"content_hash": digest[:LABEL_LIMIT]},
-    )
-    return Uploaded(model.resource_name, str(model.version_id), parent)
+    Vertex has no conditional alias update and no lock, so compare-and-swap is checked, not
+    atomic: push checks the champion, uploads the new version without the alias, checks again
+    and then moves the alias (one request). Two pushes that both pass the second check within
+    that last round trip can both move it, the later one winning; each new version carries the
+    version it replaced in its `previous_champion` label, so the history survives either way.
+    """
+
+    kind = "vertex"
+
+    def __init__(self, project: str, location: str, api_endpoint: str, model_name: str) -> None:
+        if not project:
+            raise ConfigurationError("registry=vertex needs vertex_project")
+        from google.cloud import aiplatform
+
+        aiplatform.init(
+            project=project,
+            location=location,
+            api_endpoint=api_endpoint or None,
+            api_transport="rest",
+        )
+        self.project, self.location, self.name = project, location, model_name
+        self.uri = f"projects/{project}/locations/{location}"
+
+    def lineage(self) -> str | None:
+        """The resource name of the model whose versions carry this display name."""
+        from google.cloud import aiplatform
+
+        found = aiplatform.Model.list(filter=f'display_name="{self.name}"', order_by="create_time")
+        return found[0].resource_name if found else None
+
+    def current_champion(self) -> ChampionRef | None:
+        parent = self.lineage()
+        return None if parent is None else self._champion_of(parent)
+
+    def champion_files(self, champion: ChampionRef, scratch: str | Path) -> Path:
+        """Download the champion's model directory (the parent of its saved_model/)."""
+        from google.cloud import storage
+
+        folder = champion.location.rstrip("/").removesuffix(f"/{SAVED_MODEL_DIR}")
+        bucket, _, prefix = folder.removeprefix("gs://").partition("/")
+        out = Path(scratch) / "champion"
+        client = storage.Client(project=self.project)
+        for blob in client.list_blobs(bucket, prefix=f"{prefix}/"):
+            relative = blob.name.removeprefix(f"{prefix}/")
+            if relative and not blob.name.endswith("/"):
+                (out / relative).parent.mkdir(parents=True, exist_ok=True)
+                blob.download_to_filename(str(out / relative))
+        if not out.is_dir():
+            raise ConfigurationError(
+                f"{self.uri}: champion v{champion.version} of {self.name!r}: no files under "
+                f"{folder}"
+            )
+        return out
+
+    def publish(self, target: VertexTarget, digest: str, expected: str | None) -> Uploaded:
+        """Upload a new version and make it the champion, only if the champion is still
+        `expected`; GateFailed, champion unchanged, otherwise."""
+        target.check()
+        from google.cloud import aiplatform
+
+        parent = self.lineage()
+        current = self._champion_of(parent) if parent else None
+        if current is not None and current.content_hash == digest[:LABEL_LIMIT]:
+            return Uploaded(parent, current.version, parent, current.version, True)
+        refuse_if_moved(expected, current and current.version)
+        labels = {"content_hash": digest[:LABEL_LIMIT]}
+        if current is not None:
+            labels["previous_champion"] = current.version
+        model = aiplatform.Model.upload(
+            display_name=self.name,
+            artifact_uri=target.saved_model_uri,
+            serving_container_image_uri=target.serving_image,
+            parent_model=parent,
+            is_default_version=parent is None,  # becomes the default when it becomes champion
+            labels=labels,
+        )
+        if parent is None and self.lineage() != model.resource_name:
+            raise GateFailed(
+                f"champion changed since evaluation: another push created {self.name!r} in "
+                f"{self.uri} first; {model.resource_name} was uploaded but not made champion"
+            )
+        now = self._champion_of(parent or model.resource_name)
+        refuse_if_moved(expected, now and now.version)  # the upload took time: check again
+        aliases = [CHAMPION] if parent is None else [CHAMPION, DEFAULT_ALIAS]
+        model.versioning_registry.add_version_aliases(aliases, version=model.version_id)
+        previous = current.version if current else None
+        return Uploaded(model.resource_name, str(model.version_id), parent, previous, False)
+
+    def _champion_of(self, model: str) -> ChampionRef | None:
+        from google.api_core.exceptions import NotFound
+        from google.cloud import aiplatform
+
+        try:
+            found = aiplatform.Model(model_name=model, version=CHAMPION)
+        except NotFound:
+            return None
+        labels = dict(found.labels or {})
+        return ChampionRef(str(found.version_id), labels.get("content_hash"), found.uri)

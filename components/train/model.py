@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.common.model_io import SERVING_OUTPUT, FeatureSpec
+from components.common.model_io import FeatureSpec
 
 if TYPE_CHECKING:
     import keras
@@ -85,7 +85,7 @@ def build_model(
     logit_bias = keras.initializers.Constant(math.log(p / (1 - p)))
     x = keras.layers.Dense(1, activation="sigmoid", bias_initializer=logit_bias, name="output")(x)
     outputs = keras.ops.squeeze(x, axis=-1)
-    model = keras.Model(inputs, outputs, name="fraud_model")
+    model = keras.Model(inputs, outputs, name="portside_model")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.BinaryCrossentropy(),
@@ -142,7 +142,7 @@ def make_dataset(
 
 def export_saved_model(model: keras.Model, spec: FeatureSpec, path: str | Path) -> None:
     """SavedModel whose `serving_default` takes one rank-1 tensor per raw feature column and
-    returns {"fraud_probability": float32 [batch]} (the contract in `model_io`)."""
+    returns {spec.output: float32 [batch]} (the contract in `model_io`)."""
     import keras
     import tensorflow as tf
 
@@ -150,7 +150,7 @@ def export_saved_model(model: keras.Model, spec: FeatureSpec, path: str | Path) 
     signature |= {c: tf.TensorSpec([None], tf.string, name=c) for c in spec.categorical}
 
     def serve(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {SERVING_OUTPUT: model(features, training=False)}
+        return {spec.output: model(features, training=False)}
 
     archive = keras.export.ExportArchive()
     archive.track(model)

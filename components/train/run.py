@@ -1,5 +1,9 @@
-"""The `train` component: a Keras fraud model, with its preprocessing inside, from a validated
-training set; exported as a SavedModel with training metrics, curves and an MLflow run."""
+"""The `train` component: a Keras binary classifier, with its preprocessing inside, from a
+validated training set; exported as a SavedModel with training metrics, curves and an MLflow run.
+
+The model's inputs are the training set's declared features (the FeatureService's, plus the
+request fields its on-demand views read), from the features component's manifest: never
+"every other column", so an extra entity-row column cannot become an input serving lacks."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.common.model_io import SAVED_MODEL_DIR, FeatureSpec, to_signature_inputs
-from components.common.splits import TimeSplit, time_split
+from components.common.splits import TimeSplit, boundaries, time_split
 from components.common.tracking import log_run
 from components.errors import ConfigurationError, GateFailed, InputDataError
 
@@ -20,14 +24,13 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from components.features.run import FeaturesManifest
     from components.train.model import Preprocessing
 
 TRAINING_SET_FILE = "training_set.parquet"
 VALIDATION_SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
-ID_COLUMNS = ("transaction_id", "user_id")  # identify rows; never features
-TIMESTAMP_COLUMN = "event_timestamp"
 CLASS_WEIGHTING = "output bias initialised to log(p/(1-p)) of the train split; no class weights"
 PREDICT_BATCH = 8192
 EARLY_STOPPING_PATIENCE = 2
@@ -81,27 +84,35 @@ def run(
     seed: int = 7,
     validation_fraction: float = 0.15,
     test_fraction: float = 0.15,
-    label_column: str = "is_fraud",
+    output_name: str = "probability",
     tracking_uri: str = "",
     experiment: str = "portside-training",
 ) -> TrainResult:
-    """Train, export `<model>/saved_model`, write feature_spec.json, metrics.json and
-    training_curves.png, and log the run to MLflow. Raises GateFailed unless validation passed."""
+    """Train, export `<model>/saved_model`, write feature_spec.json (the model contract),
+    split.json, metrics.json and training_curves.png, and log the run to MLflow. The label,
+    timestamp and feature columns come from the training set's manifest. Raises GateFailed
+    unless validation passed."""
+    from components.features.run import load_manifest
+
     started = time.perf_counter()
     check_validation_gate(Path(validation))
     hyper = Hyperparameters(
         epochs, batch_size, learning_rate, parse_hidden_units(hidden_units), seed
     )
     check_hyperparameters(hyper)
-    frame = load_training_set(Path(training_set), label_column)
-    spec = derive_feature_spec(frame, label_column)
+    if not output_name:
+        raise ConfigurationError("output_name: the serving output needs a name")
+    manifest = load_manifest(Path(training_set))
+    frame = load_training_set(Path(training_set), manifest.label_column)
+    spec = derive_feature_spec(frame, manifest, output_name)
     split = time_split(frame, spec.timestamp, validation_fraction, test_fraction)
-    check_both_classes(split, label_column)
+    check_both_classes(split, spec.label)
 
     trained = train_model(split, spec, hyper)
     out = Path(model)
     out.mkdir(parents=True, exist_ok=True)
     export_model(trained.model, spec, out)
+    boundaries(split, spec.timestamp, validation_fraction, test_fraction).save(out)
     final = {
         "train": score(trained.model, split.train, spec),
         "validation": score(trained.model, split.validation, spec),
@@ -203,18 +214,23 @@ def load_training_set(training_set_dir: Path, label_column: str) -> pd.DataFrame
     return frame
 
 
-def derive_feature_spec(frame: pd.DataFrame, label_column: str) -> FeatureSpec:
-    """Every column except ids, timestamp and label is a feature; its dtype says which kind.
-
-    So a feature added to the FeatureService reaches the model without a code change.
-    """
+def derive_feature_spec(
+    frame: pd.DataFrame, manifest: FeaturesManifest, output_name: str
+) -> FeatureSpec:
+    """The model's inputs: the manifest's features and request fields; the dtype says which
+    kind. A feature added to the FeatureService reaches the model without a code change."""
     from pandas.api import types
 
-    excluded = {*ID_COLUMNS, TIMESTAMP_COLUMN, label_column}
+    declared = {*manifest.features, *manifest.request_fields}
+    missing = sorted(declared - set(frame.columns))
+    if missing:
+        raise InputDataError(
+            f"the training set lacks column(s) {', '.join(missing)} that its manifest declares"
+        )
     numeric, categorical = [], []
     for column, dtype in frame.dtypes.items():
-        if column in excluded:
-            continue
+        if column not in declared:
+            continue  # keys, time, label and any other entity-row column: not an input
         if types.is_bool_dtype(dtype) or types.is_numeric_dtype(dtype):
             numeric.append(column)
         elif types.is_string_dtype(dtype) or isinstance(dtype, types.CategoricalDtype):
@@ -224,8 +240,17 @@ def derive_feature_spec(frame: pd.DataFrame, label_column: str) -> FeatureSpec:
                 f"column {column!r} has type {dtype}: a feature must be numeric or string"
             )
     if not numeric and not categorical:
-        raise InputDataError("the training set has no feature columns")
-    return FeatureSpec(numeric, categorical, label=label_column, timestamp=TIMESTAMP_COLUMN)
+        raise InputDataError("the training set's manifest declares no feature columns")
+    return FeatureSpec(
+        numeric,
+        categorical,
+        label=manifest.label_column,
+        timestamp=manifest.timestamp_column,
+        output=output_name,
+        feature_service=manifest.feature_service,
+        entity_keys=list(manifest.entity_keys),
+        request_fields=list(manifest.request_fields),
+    )
 
 
 def check_both_classes(split: TimeSplit, label_column: str) -> None:

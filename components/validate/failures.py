@@ -106,6 +106,25 @@ def _unique(rule: str, kwargs: dict, result: Result) -> str:
     return f"{_count(result)} values duplicated{_examples(result)}"
 
 
+def _quantiles(rule: str, kwargs: dict, result: Result) -> str:
+    """Each quantile outside its range, e.g. "quantile 0.5 466 outside [0, 119]"."""
+    observed = result.get("observed_value") or {}
+    ranges = (kwargs.get("quantile_ranges") or {}).get("value_ranges") or []
+    passed = (result.get("details") or {}).get("success_details") or []
+    outside = [
+        f"quantile {q:g} {_value(value, quote=False)} outside {_range(_bounds(bounds))}"
+        for q, value, bounds, ok in zip(
+            observed.get("quantiles", []), observed.get("values", []), ranges, passed, strict=False
+        )
+        if not ok
+    ]
+    return "; ".join(outside) or f"failed, observed {_value(observed, quote=False)}"
+
+
+def _bounds(pair: list) -> dict:
+    return {"min_value": pair[0], "max_value": pair[1]}
+
+
 def _aggregate(rule: str, kwargs: dict, result: Result) -> str:
     """expect_column_<statistic>_to_be_between and anything without a dedicated line."""
     match = re.fullmatch(r"expect_column_(\w+?)_to_be_between", rule)
@@ -126,6 +145,7 @@ _DETAILS: dict[str, Callable[[str, dict, Result], str]] = {
     "expect_column_values_to_be_between": _between,
     "expect_column_values_to_be_in_set": _in_set,
     "expect_column_values_to_be_unique": _unique,
+    "expect_column_quantile_values_to_be_between": _quantiles,
 }
 
 

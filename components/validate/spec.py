@@ -6,8 +6,10 @@ SPEC = ComponentSpec(
         "Gate the training set with a Great Expectations suite.\n\n"
         "Runs a Great Expectations 1.x ExpectationSuite (JSON, next to the feature definitions) "
         "on the training set: schema, nulls, ranges, allowed categories, row count, label rate, "
-        "duplicates and freshness. Writes the GX result JSON, an HTML report, per-column "
-        "statistics (the baseline for later drift checks) and a summary. If any expectation "
+        "duplicates, freshness, and per numeric feature an upper bound and quantile and mean "
+        "bands proposed from reference data (`portside expectations propose`). Writes the GX "
+        "result JSON, an HTML report, per-column statistics (the baseline for later drift "
+        "checks) and a summary. If any expectation "
         "fails it still writes all of them, then stops the pipeline (exit code 3)."
     ),
     implementation="components.validate.run:run",

@@ -26,16 +26,15 @@ MAX_CATEGORIES = 1000  # a column that is really free text should not flood the 
 def column_statistics(frame: pd.DataFrame, roles: Roles) -> dict[str, Any]:
     import pandas as pd
 
+    numeric_names = set(numeric_columns(frame, roles))
     skip = {*roles.keys, roles.label, roles.timestamp}
     numeric: dict[str, Any] = {}
     categorical: dict[str, Any] = {}
     for name in frame.columns:
         series = frame[name]
-        if name in skip or pd.api.types.is_datetime64_any_dtype(series):
-            continue
-        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        if name in numeric_names:
             numeric[name] = numeric_statistics(series)
-        else:
+        elif name not in skip and not pd.api.types.is_datetime64_any_dtype(series):
             categorical[name] = categorical_statistics(series)
     return {
         "rows": len(frame),
@@ -44,6 +43,21 @@ def column_statistics(frame: pd.DataFrame, roles: Roles) -> dict[str, Any]:
         "numeric": numeric,
         "categorical": categorical,
     }
+
+
+def numeric_columns(frame: pd.DataFrame, roles: Roles) -> list[str]:
+    """The numeric features, in column order: numbers that are not a key, the label or the
+    timestamp (booleans are categories)."""
+    import pandas as pd
+
+    skip = {*roles.keys, roles.label, roles.timestamp}
+    return [
+        name
+        for name in frame.columns
+        if name not in skip
+        and pd.api.types.is_numeric_dtype(frame[name])
+        and not pd.api.types.is_bool_dtype(frame[name])
+    ]
 
 
 def numeric_statistics(series: pd.Series) -> dict[str, Any]:

@@ -128,12 +128,10 @@ def run_suite(
         # Adding gave every expectation an id; GX returns results grouped by metric domain.
         indices = [index for index, _ in chosen]
         order = {e.id: i for e, i in zip(gx_suite.expectations, indices, strict=True)}
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=gx_suite.name, data=batch_definition, suite=gx_suite)
-        )
-        result = definition.run(
-            batch_parameters={"dataframe": frame}, expectation_parameters=parameters
-        )
+        # Batch.validate, not a ValidationDefinition: that one also stores the result, and
+        # its store cannot serialize the numpy booleans GX's quantile rule reports.
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(gx_suite, expectation_parameters=parameters)
         outcomes += [(order[r.expectation_config.id], r.to_json_dict()) for r in result.results]
     ordered = [outcome for _, outcome in sorted(outcomes, key=lambda o: o[0])]
     return _suite_result(suite, parameters, ordered)

@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, uv_command
+from conftest import EXAMPLE_ARGS, ROOT, uv_command
+from image_env import REQUIREMENTS, image_env  # noqa: F401  (the shared fixture)
 
 pytestmark = pytest.mark.integration
-REQUIREMENTS = ROOT / "deploy" / "requirements" / "component.txt"
 
 
 def _run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -47,35 +47,7 @@ def test_image_requirements_are_exported_from_the_lock():
     assert "apache-airflow==" not in exported  # the image does not carry Airflow
 
 
-@pytest.fixture(scope="module")
-def image_env(tmp_path_factory) -> Path:
-    """A virtualenv built like the image: pinned requirements, then the wheel."""
-    uv = uv_command()
-    base = tmp_path_factory.mktemp("image")
-    _run([*uv, "build", "--wheel", "--out-dir", str(base / "dist")], cwd=ROOT)
-    venv = base / "venv"
-    _run([*uv, "venv", "--python", "3.11", str(venv)], cwd=base)
-    python = str(venv / "bin" / "python")
-    _run(
-        [
-            *uv,
-            "pip",
-            "install",
-            "--python",
-            python,
-            "--require-hashes",
-            "--no-deps",
-            "-r",
-            str(REQUIREMENTS),
-        ],
-        cwd=base,
-    )
-    wheel = next((base / "dist").glob("portside-*.whl"))
-    _run([*uv, "pip", "install", "--python", python, "--no-deps", str(wheel)], cwd=base)
-    return venv
-
-
-def test_every_component_runs_from_the_image_environment(image_env, workspace, tmp_path):
+def test_every_component_runs_from_the_image_environment(image_env, workspace, tmp_path):  # noqa: F811
     from components.registry import component_names
 
     python = str(image_env / "bin" / "python")
@@ -93,6 +65,7 @@ def test_every_component_runs_from_the_image_environment(image_env, workspace, t
             str(work / "training_set"),
             "--feature-repo",
             str(workspace.repo),
+            *EXAMPLE_ARGS,
         ],
         "validate": [
             "--training-set",

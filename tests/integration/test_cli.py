@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 
 import pyarrow.parquet as pq
@@ -76,66 +78,122 @@ def test_materialize_without_start_is_a_clear_error(workspace):
     assert "--start is required" in done.stderr
 
 
-def test_compile_and_submit_dry_run_as_documented(tmp_path):
-    import json
+PROFILE = str(ROOT / "deploy" / "profiles" / "production.yaml")
 
-    import yaml
 
-    out = run_cli([str(BIN / "portside"), "compile", "-o", str(tmp_path / "training.yaml")], ROOT)
-    assert "wrote" in out
-    assert yaml.safe_load((tmp_path / "training.yaml").read_text())["pipelineInfo"]["name"] == (
-        "portside-training"
-    )
-    done = run_command(
+def _dry_run(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    return run_command(
         [
             str(BIN / "portside"),
             "submit",
+            "--profile",
+            PROFILE,
             "--entity-rows",
             "gs://data/rows.parquet",
-            "--project",
-            "proj-1",
-            "--region",
-            "us-central1",
-            "--pipeline-root",
-            "gs://b/root",
-            "--service-account",
-            "trainer@proj-1.iam.gserviceaccount.com",
-            "--label",
-            "team=fraud",
-            "--param",
-            "epochs=3",
             "--template",
             str(tmp_path / "training.yaml"),
             "--dry-run",
+            *extra,
         ],
     )
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    import yaml
+
+    out = tmp_path_factory.mktemp("cli")
+    cmd = [str(BIN / "portside"), "compile", "--profile", PROFILE, "-o", str(out / "training.yaml")]
+    assert "wrote" in run_cli(cmd, ROOT)
+    spec = yaml.safe_load((out / "training.yaml").read_text())
+    assert spec["pipelineInfo"]["name"] == "portside-training"
+    return out
+
+
+def test_compile_and_submit_dry_run_as_documented(compiled):
+    done = _dry_run(
+        compiled, "--project", "proj-1", "--region", "us-central1", "--pipeline-root",
+        "gs://b/root", "--label", "team=fraud", "--param", "epochs=3",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     request = json.loads(done.stdout)
-    assert request["parent"] == "projects/proj-1/locations/us-central1"
+    assert request["parent"] == "projects/proj-1/locations/us-central1"  # flags win
     job = request["pipelineJob"]
-    assert job["serviceAccount"] == "trainer@proj-1.iam.gserviceaccount.com"
+    # the rest comes from the profile
+    assert job["serviceAccount"] == "portside-trainer@portside-project.iam.gserviceaccount.com"
+    assert job["network"] == "projects/123456789/global/networks/ml-vpc"
+    assert job["encryptionSpec"]["kmsKeyName"].endswith("/cryptoKeys/pipelines")
     assert job["labels"] == {"team": "fraud"}
     assert job["runtimeConfig"]["parameterValues"]["epochs"] == 3
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://b/root"
 
 
-def test_submit_without_service_account_fails_before_anything_is_sent(tmp_path):
+def test_param_values_take_the_pipelines_declared_types(compiled):
+    done = _dry_run(
+        compiled, "--param", "hidden_units=128", "--param", "epochs=3",
+        "--param", "min_roc_auc=1", "--param", "as_of=2026-11-01",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    values = json.loads(done.stdout)["pipelineJob"]["runtimeConfig"]["parameterValues"]
+    assert values["hidden_units"] == "128"  # a STRING parameter, not the number 128
+    assert values["epochs"] == 3 and values["min_roc_auc"] == 1.0
+    assert values["as_of"] == "2026-11-01"
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("epochs=three", "--param epochs='three': epochs is an integer"),
+        ("epochs=2.5", "--param epochs='2.5': epochs is an integer"),
+        ("min_roc_auc=high", "min_roc_auc is a number"),
+        ("hiden_units=128", "--param hiden_units: the pipeline has no such parameter"),
+        ("epochs", "--param 'epochs' is not NAME=VALUE"),
+    ],
+)
+def test_bad_param_values_name_the_parameter(compiled, param, message):
+    done = _dry_run(compiled, "--param", param)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_run_local_coerces_params_by_declared_type(tmp_path):
+    rows = tmp_path / "rows.parquet"
+    rows.write_bytes(b"")  # the features task fails on it; the pipeline must start first
     done = run_command(
         [
-            str(BIN / "portside"),
-            "submit",
-            "--entity-rows",
-            "gs://d/r.parquet",
-            "--project",
-            "p",
-            "--region",
-            "us-central1",
-            "--pipeline-root",
-            "gs://b/root",
-            "--service-account",
-            "",
-            "--dry-run",
+            str(BIN / "portside"), "run", "--local", "--entity-rows", str(rows),
+            "--param", "hidden_units=128", "--param", "epochs=1",
+            "--pipeline-root", str(tmp_path / "runs"), "--no-cache",
         ],
-    )
+        cwd=tmp_path,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert "did not start" not in output and "NUMBER_INTEGER" not in output, output[-3000:]
+    assert "features failed" in output, output[-3000:]
+    (record,) = (tmp_path / "runs").glob("*/pipeline_run.json")
+    assert json.loads(record.read_text())["parameters"]["hidden_units"] == "128"
+
+
+def test_run_without_local_says_what_to_use_instead():
+    done = run_command([str(BIN / "portside"), "run"])
+    assert done.returncode == 1
+    assert "add --local" in done.stderr and "portside submit --profile" in done.stderr
+
+
+def test_submit_without_service_account_fails_before_anything_is_sent(compiled):
+    done = _dry_run(compiled, "--service-account", "")
     assert done.returncode == 1
     assert "--service-account is required" in done.stderr
+
+
+def test_submit_refuses_a_pipeline_that_would_push_inside_its_container(compiled):
+    done = _dry_run(compiled, "--param", "tracking_uri=")
+    assert done.returncode == 1
+    assert "tracking_uri '' is a registry inside the task's container" in done.stderr
+    assert "training.yaml with these parameters" in done.stderr
+
+
+def test_compile_and_submit_need_a_profile(tmp_path):
+    done = run_command([str(BIN / "portside"), "compile", "-o", str(tmp_path / "t.yaml")])
+    assert done.returncode == 2 and "--profile" in done.stderr

@@ -8,12 +8,13 @@ registered model name, so each starts without a champion.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_validation_summary
+from conftest import LABEL, copy_training_set, write_validation_summary
 
 from components.common import model_io
 from components.common.splits import time_split
@@ -54,9 +55,8 @@ def bad_model(training_set, passed, db, tmp_path_factory):
     """Trained on shuffled labels: it has learned nothing about fraud."""
     root = tmp_path_factory.mktemp("bad")
     frame = pd.read_parquet(training_set / "training_set.parquet")
-    frame["is_fraud"] = np.random.default_rng(3).permutation(frame["is_fraud"].to_numpy())
-    (root / "shuffled").mkdir()
-    frame.to_parquet(root / "shuffled" / "training_set.parquet", index=False)
+    frame[LABEL] = np.random.default_rng(3).permutation(frame[LABEL].to_numpy())
+    copy_training_set(training_set, root / "shuffled", frame)
     return _train(root / "shuffled", passed, root / "model", db)
 
 
@@ -106,7 +106,7 @@ def test_metrics_and_plots_agree_with_the_predictions(
 
     frame = pd.read_parquet(training_set / "training_set.parquet")
     test = time_split(frame, "event_timestamp", 0.15, 0.15).test
-    labels = test["is_fraud"].to_numpy()
+    labels = test[LABEL].to_numpy()
     scores = model_io.predict(good_model, test)
     assert metrics["test_window"]["rows"] == len(test)
     assert metrics["test_window"]["positives"] == int(labels.sum())
@@ -152,7 +152,11 @@ def test_against_a_champion(good_model, bad_model, training_set, passed, db, tmp
     # the same model again: scored against the champion on the same window, not worse
     again = _evaluate(good_model, training_set, passed, tmp_path / "e2", db, "vs")
     assert again.blessed and not again.first_run
-    assert again.champion == {"version": "1", "roc_auc": pytest.approx(first.metrics["roc_auc"])}
+    assert again.champion == {
+        "version": "1",
+        "content_hash": first.model_content_hash,
+        "roc_auc": pytest.approx(first.metrics["roc_auc"]),
+    }
     assert again.reasons[2].startswith("PASS") and "vs champion v1" in again.reasons[2]
 
     # absolute thresholds lowered so that only the champion comparison can say no
@@ -176,3 +180,30 @@ def test_validation_gate_must_have_passed(good_model, training_set, db, tmp_path
         assert not result.blessed
         assert result.reasons[3].startswith("FAIL validation gate"), result.reasons[3]
         assert all(line.startswith("PASS") for line in result.reasons[:3])
+
+
+def test_push_refuses_when_the_champion_moved_since_evaluation(
+    good_model, training_set, passed, db, tmp_path
+):
+    """Two runs judged against v1; the first to push wins, the second moves nothing."""
+    first = _evaluate(good_model, training_set, passed, tmp_path / "e1", db, "cas")
+    _push(good_model, tmp_path / "e1", tmp_path / "p1", db, "cas")
+    candidates = []
+    for tag in ("a", "b"):  # new content each (one extra file), the same predictions
+        candidate = tmp_path / f"model-{tag}"
+        shutil.copytree(good_model, candidate)
+        (candidate / "variant.txt").write_text(tag)
+        _evaluate(candidate, training_set, passed, tmp_path / f"e-{tag}", db, "cas")
+        candidates.append(candidate)
+    blessing = json.loads((tmp_path / "e-a" / "blessing.json").read_text())
+    assert blessing["registry"] == {"kind": "mlflow", "uri": f"sqlite:///{db}", "model_name": "cas"}
+    assert blessing["champion"]["version"] == "1"
+    assert blessing["champion"]["content_hash"] == first.model_content_hash
+
+    assert _push(candidates[0], tmp_path / "e-a", tmp_path / "pa", db, "cas").version == "2"
+    before = _registry_state(db, "cas")
+    message = "champion changed since evaluation: evaluated against v1, the champion is now v2"
+    with pytest.raises(GateFailed, match=f"{message}; nothing moved"):
+        _push(candidates[1], tmp_path / "e-b", tmp_path / "pb", db, "cas")
+    assert _registry_state(db, "cas") == before
+    assert before[1:] == ({"champion": "2"}, ["1", "2"])

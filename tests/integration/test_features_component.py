@@ -8,12 +8,41 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import BIN, assert_same_values, run_cli, run_component
+from conftest import (
+    BIN,
+    EXAMPLE,
+    EXAMPLE_ARGS,
+    FEATURE_SERVICE,
+    LABEL,
+    assert_same_values,
+    run_cli,
+    run_component,
+)
 
 from components.errors import ConfigurationError, InputDataError
-from components.features.run import MANIFEST_FILE, TRAINING_SET_FILE, content_fingerprint, run
+from components.features.run import MANIFEST_FILE, TRAINING_SET_FILE, content_fingerprint
+from components.features.run import run as build
 
 pytestmark = pytest.mark.integration
+
+VIEW_FEATURES = [
+    "account_age_days",
+    "credit_limit",
+    "country",
+    "txn_count_1d",
+    "txn_amount_1d",
+    "txn_count_7d",
+    "txn_amount_7d",
+    "txn_count_30d",
+    "txn_amount_30d",
+    "avg_amount_30d",
+]
+ON_DEMAND = ["amount_to_avg_30d", "amount_to_credit_limit"]
+
+
+def run(*args, **kwargs):
+    """The component with the worked example's feature service and label."""
+    return build(*args, **{**EXAMPLE, **kwargs})
 
 
 def _entity_rows(workspace, n: int = 3000, seed: int = 0) -> pd.DataFrame:
@@ -108,6 +137,7 @@ def test_entrypoint_writes_training_set_and_manifest(workspace, tmp_path):
         str(out),
         "--feature-repo",
         str(workspace.repo),
+        *EXAMPLE_ARGS,
     )
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / MANIFEST_FILE).read_text())
@@ -119,7 +149,12 @@ def test_entrypoint_writes_training_set_and_manifest(workspace, tmp_path):
     assert len(manifest["feature_service_hash"]) == 64
     for feature, nulls in manifest["null_counts"].items():
         assert table.column(feature).null_count == nulls
-    assert set(manifest["features"]) >= {"credit_limit", "txn_count_7d", "amount_to_avg_30d"}
+    # The training set's schema, from the FeatureService: what train takes as model inputs.
+    assert manifest["entity_keys"] == ["user_id"]
+    assert manifest["timestamp_column"] == "event_timestamp"
+    assert manifest["label_column"] == LABEL
+    assert manifest["features"] == VIEW_FEATURES + ON_DEMAND
+    assert manifest["request_fields"] == ["amount", "merchant_category"]
     assert manifest["time_range"][0] == str(entity["event_timestamp"].min())
     assert abs(manifest["label_rate"] - entity["is_fraud"].mean()) < 1e-12
 
@@ -216,10 +251,37 @@ def test_entrypoint_reports_bad_input_on_one_line_with_exit_code_1(workspace, tm
         str(tmp_path / "o"),
         "--feature-repo",
         str(workspace.repo),
+        *EXAMPLE_ARGS,
     )
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("features: InputDataError:") and "'user_id'" in last
+
+
+def test_feature_service_and_label_have_no_default(workspace, tmp_path):
+    path = _write(_entity_rows(workspace, n=5), tmp_path / "e.parquet")
+    with pytest.raises(ConfigurationError, match="--feature-service, --label-column: required"):
+        build(path, str(tmp_path / "o"), feature_repo=str(workspace.repo))
+    with pytest.raises(ConfigurationError, match="^--label-column: required"):
+        build(path, str(tmp_path / "o"), FEATURE_SERVICE, str(workspace.repo))
+    args = ["--entity-rows", path, "--training-set", str(tmp_path / "o")]
+    done = run_component("features", *args, "--feature-repo", str(workspace.repo))
+    assert done.returncode == 1
+    assert "ConfigurationError: --feature-service, --label-column" in done.stderr
+    assert not (tmp_path / "o" / TRAINING_SET_FILE).exists()
+
+
+def test_extra_entity_row_columns_are_kept_but_are_not_features(workspace, tmp_path):
+    entity = _entity_rows(workspace, n=200).assign(merchant_id=7, channel="web")
+    manifest = run(
+        _write(entity, tmp_path / "e.parquet"),
+        str(tmp_path / "o"),
+        feature_repo=str(workspace.repo),
+    )
+    out = pd.read_parquet(tmp_path / "o" / TRAINING_SET_FILE)
+    assert {"merchant_id", "channel"} <= set(out.columns)
+    assert manifest.features == VIEW_FEATURES + ON_DEMAND
+    assert manifest.request_fields == ["amount", "merchant_category"]
 
 
 def test_missing_file_and_unknown_service_are_clear(workspace, tmp_path):
@@ -250,6 +312,23 @@ def test_feast_engine_gives_the_same_training_set_as_duckdb_in_feast_semantics(w
     assert ours.rows_without_history == feast_store.rows_without_history
 
 
+def test_full_feature_names_give_the_same_schema_on_both_engines(workspace, tmp_path):
+    path = _write(_entity_rows(workspace, n=1000, seed=6), tmp_path / "e.parquet")
+    common = {"feature_repo": str(workspace.repo), "point_in_time": "feast"}
+    ours = run(path, str(tmp_path / "d"), full_feature_names=True, **common)
+    theirs = run(path, str(tmp_path / "f"), full_feature_names=True, engine="feast", **common)
+    a = pq.read_table(tmp_path / "d" / TRAINING_SET_FILE)
+    b = pq.read_table(tmp_path / "f" / TRAINING_SET_FILE)
+    assert a.column_names == b.column_names
+    assert "transaction_ratios__amount_to_avg_30d" in a.column_names
+    assert "user_profile__credit_limit" in a.column_names
+    assert "amount_to_avg_30d" not in a.column_names
+    assert ours.features == theirs.features
+    assert all("__" in name for name in ours.features)
+    assert_same_values(a.to_pandas(), b.to_pandas(), ours.features)
+    assert a.to_pandas()["transaction_ratios__amount_to_avg_30d"].notna().sum() > 0
+
+
 def test_feast_engine_refuses_as_known_semantics(workspace, tmp_path):
     path = _write(_entity_rows(workspace, n=10), tmp_path / "e.parquet")
     with pytest.raises(ConfigurationError, match="--point-in-time feast"):
@@ -268,6 +347,7 @@ def test_cached_training_set_is_reused_until_a_source_changes(workspace, tmp_pat
         "entity_rows": str(ws.sources / "transactions.parquet"),
         "training_set": str(tmp_path / "out"),
         "feature_repo": str(ws.repo),
+        **EXAMPLE,
     }
     spec = get_spec("features")
     cache = tmp_path / "cache"

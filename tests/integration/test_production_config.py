@@ -1,13 +1,23 @@
-"""deploy/feast/feature_store.yaml against the local PostgreSQL (SQL registry) and Redis."""
+"""deploy/feast/feature_store.yaml against the local PostgreSQL (SQL registry) and Redis, and the
+production profile (deploy/profiles/production.yaml) that compile/submit/schedule take."""
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from datetime import timedelta
 
 import pytest
-from conftest import BIN, DATA_END, ROOT, assert_same_values, make_workspace, run_cli
+from conftest import (
+    BIN,
+    DATA_END,
+    ROOT,
+    assert_same_values,
+    make_workspace,
+    run_cli,
+    run_command,
+)
 from test_materialize import ALL_FEATURES, _users, offline_at, online
 
 from components.features.materialize import materialize_incremental
@@ -51,9 +61,95 @@ def test_production_config_applies_materializes_and_serves(production_workspace)
     assert views == 2  # the registry really is in PostgreSQL
 
     moment = DATA_END - timedelta(days=6)
-    done = materialize_incremental(ws.repo, moment, progress=False)
+    # Feast's semantics, so the Redis state can be compared with Feast's own offline join
+    done = materialize_incremental(ws.repo, moment, progress=False, mode="feast")
     assert all(v.rows > 0 for v in done)
     users = _users(ws, n=200)
     served = online(ws.repo, users)  # from Redis
     assert_same_values(served, offline_at(ws.repo, users, moment), ALL_FEATURES)
     assert served["credit_limit"].notna().sum() > 100
+
+
+PROFILE = ROOT / "deploy" / "profiles" / "production.yaml"
+
+
+def test_production_profile_loads_with_in_image_paths():
+    from pipelines.profile import IN_IMAGE_REPO, load_profile
+
+    profile = load_profile(PROFILE, environ={})
+    assert profile.image.feature_repo == IN_IMAGE_REPO
+    assert profile.registry.tracking_uri.startswith("https://")
+    assert profile.vertex.service_account.endswith(".iam.gserviceaccount.com")
+    # the image puts the repo, with the production feature_store.yaml, where the profile says
+    dockerfile = (ROOT / "deploy" / "component.Dockerfile").read_text()
+    assert f"COPY feature_repo {IN_IMAGE_REPO}\n" in dockerfile
+    assert f"COPY deploy/feast/feature_store.yaml {IN_IMAGE_REPO}/feature_store.yaml" in dockerfile
+
+
+def test_environment_overrides_the_profile_when_loaded():
+    from pipelines.profile import load_profile
+
+    environ = {
+        "PORTSIDE_REGISTRY__TRACKING_URI": "http://mlflow.other:5000",
+        "PORTSIDE_VERTEX__REGION": "us-east1",
+        "PORTSIDE_IMAGE": "not-a-section-override:1",  # the lineage variable, ignored here
+    }
+    profile = load_profile(PROFILE, environ=environ)
+    assert profile.registry.tracking_uri == "http://mlflow.other:5000"
+    assert profile.vertex.region == "us-east1"
+    assert profile.pipeline_defaults().vertex_location == "us-east1"
+
+
+@pytest.mark.parametrize(
+    "tracking_uri", ["", "sqlite:///data/mlflow/mlflow.db", "file:///tmp/mlruns", "mlruns"]
+)
+def test_a_container_local_registry_is_refused_naming_the_setting(tracking_uri):
+    from components.errors import ConfigurationError
+    from pipelines.profile import load_profile
+
+    environ = {"PORTSIDE_REGISTRY__TRACKING_URI": tracking_uri}
+    with pytest.raises(ConfigurationError, match=r"production\.yaml: registry\.tracking_uri"):
+        load_profile(PROFILE, environ=environ)
+    # With the Vertex AI Model Registry, no MLflow server is needed.
+    vertex = load_profile(PROFILE, environ={**environ, "PORTSIDE_REGISTRY__KIND": "vertex"})
+    assert vertex.pipeline_defaults().registry == "vertex"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("image: {feature_repo: feature_repo}", "image.feature_repo: 'feature_repo' must be an"),
+        ("registry: {kind: mlflow, tracking_uri: https://m, colour: blue}", "registry.colour"),
+        ("feast: {registry_url: ../data/feast/registry.db}", "feast.registry_url"),
+        ("- a list", "a mapping of sections"),
+    ],
+)
+def test_bad_profiles_name_the_file_and_field(tmp_path, text, message):
+    import yaml
+
+    from components.errors import ConfigurationError
+    from pipelines.profile import load_profile
+
+    base = yaml.safe_load(PROFILE.read_text())
+    path = tmp_path / "profile.yaml"
+    change = yaml.safe_load(text)
+    if isinstance(change, dict):
+        for section, values in change.items():
+            base[section] = {**base[section], **values}
+        path.write_text(yaml.safe_dump(base))
+    else:
+        path.write_text(text)
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as error:
+        load_profile(path, environ={})
+    assert str(path) in str(error.value)
+
+
+def test_compile_refuses_a_container_local_registry(tmp_path):
+    out = tmp_path / "training.yaml"
+    env = {**os.environ, "PORTSIDE_REGISTRY__TRACKING_URI": "sqlite:///mlflow.db"}
+    done = run_command(
+        [str(BIN / "portside"), "compile", "--profile", str(PROFILE), "-o", str(out)], env=env
+    )
+    assert done.returncode == 1
+    assert "registry.tracking_uri: tracking_uri 'sqlite:///mlflow.db'" in done.stderr
+    assert not out.exists()

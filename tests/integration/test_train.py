@@ -2,34 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_component, write_validation_summary
+from conftest import (
+    FEATURE_SERVICE,
+    LABEL,
+    copy_training_set,
+    run_component,
+    write_validation_summary,
+)
+from corruptions import NUMERIC_FEATURES
 
 from components.common import model_io
 from components.common.splits import time_split
 from components.errors import GateFailed, InputDataError
+from components.features.run import load_manifest
 
 pytestmark = pytest.mark.integration
 
 EPOCHS = 4
-NUMERIC = [
-    "amount",
-    "account_age_days",
-    "credit_limit",
-    "txn_count_1d",
-    "txn_amount_1d",
-    "txn_count_7d",
-    "txn_amount_7d",
-    "txn_count_30d",
-    "txn_amount_30d",
-    "avg_amount_30d",
-    "amount_to_avg_30d",
-    "amount_to_credit_limit",
-]
+OUTPUT = "fraud_probability"
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +47,8 @@ def _train(training_set, validation, model_dir, tracking, **params):
         str(training_set),
         str(validation),
         str(model_dir),
-        epochs=EPOCHS,
+        **{"epochs": EPOCHS, "output_name": OUTPUT, **params},
         tracking_uri=str(tracking),
-        **params,
     )
 
 
@@ -69,8 +65,13 @@ def test_training_writes_the_model_directory(trained, tracking):
     for name in ("saved_model/saved_model.pb", "feature_spec.json", "training_curves.png"):
         assert (model_dir / name).is_file(), name
     spec = model_io.FeatureSpec.load(model_dir)
-    assert spec.numeric == NUMERIC
+    assert spec.numeric == list(NUMERIC_FEATURES)  # the service's order
     assert spec.categorical == ["merchant_category", "country"]
+    # The contract names come from the training set's manifest and train's parameters.
+    assert (spec.label, spec.timestamp, spec.output) == (LABEL, "event_timestamp", OUTPUT)
+    assert spec.feature_service == FEATURE_SERVICE
+    assert spec.entity_keys == ["user_id"]
+    assert spec.request_fields == ["amount", "merchant_category"]
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["mlflow_run_id"] == result.mlflow_run_id
     assert len(metrics["history"]["val_auc"]) == result.epochs_run <= EPOCHS
@@ -103,7 +104,7 @@ def test_serving_signature_equals_the_keras_model(training_set, tmp_path):
     )
 
     frame = pd.read_parquet(training_set / "training_set.parquet")
-    spec = derive_feature_spec(frame, "is_fraud")
+    spec = derive_feature_spec(frame, load_manifest(training_set), "score")
     split = time_split(frame)
     trained = train_model(split, spec, Hyperparameters(epochs=1))
     export_model(trained.model, spec, tmp_path)
@@ -147,25 +148,60 @@ def test_refuses_without_validation_summary(training_set, tracking, tmp_path):
         _train(training_set, tmp_path / "validation", tmp_path / "model", tracking)
 
 
-def test_new_feature_columns_flow_into_the_spec():
+def test_model_inputs_are_the_declared_features_never_other_columns(training_set):
     from components.train.run import derive_feature_spec
 
-    frame = pd.DataFrame(
-        {
-            "transaction_id": [1],
-            "user_id": [2],
-            "event_timestamp": pd.to_datetime(["2026-10-01"], utc=True),
-            "is_fraud": [0],
-            "amount": [3.0],
-            "is_online": [True],
-            "channel": pd.Series(["web"], dtype="string"),
-        }
-    )
-    spec = derive_feature_spec(frame, "is_fraud")
-    assert (spec.numeric, spec.categorical) == (["amount", "is_online"], ["channel"])
-    frame["first_seen"] = frame["event_timestamp"]
-    with pytest.raises(InputDataError, match="first_seen"):
-        derive_feature_spec(frame, "is_fraud")
+    manifest = load_manifest(training_set)
+    frame = pd.read_parquet(training_set / "training_set.parquet")
+    # Entity-row columns the feature service does not declare: ids, notes, a stray score.
+    frame = frame.assign(merchant_id=7, note="web", risk_score=0.5)
+    spec = derive_feature_spec(frame, manifest, "score")
+    assert set(spec.columns) == {*manifest.features, *manifest.request_fields}
+    assert not {"merchant_id", "note", "risk_score", "transaction_id"} & set(spec.columns)
+    # A feature the manifest declares reaches the model whatever its name; a missing or
+    # non-numeric, non-string one is refused by name.
+    renamed = dataclasses.replace(manifest, features=[*manifest.features, "risk_score"])
+    assert "risk_score" in derive_feature_spec(frame, renamed, "score").numeric
+    with pytest.raises(InputDataError, match="lacks column.*txn_count_7d"):
+        derive_feature_spec(frame.drop(columns=["txn_count_7d"]), manifest, "score")
+    frame["credit_limit"] = frame["event_timestamp"]
+    with pytest.raises(InputDataError, match="credit_limit"):
+        derive_feature_spec(frame, manifest, "score")
+
+
+def test_serving_output_is_named_by_the_contract(trained):
+    import tensorflow as tf
+
+    model_dir, _ = trained
+    serve = tf.saved_model.load(str(model_dir / "saved_model")).signatures["serving_default"]
+    assert set(serve.structured_outputs) == {OUTPUT}
+
+
+def test_evaluate_holds_out_exactly_trains_test_window(training_set, passed, tracking, tmp_path):
+    from components.evaluate.run import load_test_window
+    from components.evaluate.spec import SPEC as EVALUATE
+
+    model_dir = tmp_path / "model"
+    _train(training_set, passed, model_dir, tracking, epochs=1, test_fraction=0.25)
+    spec = model_io.FeatureSpec.load(model_dir)
+    frame = pd.read_parquet(training_set / "training_set.parquet")
+    held_out = load_test_window(training_set, model_dir, spec)
+    expected = time_split(frame, "event_timestamp", 0.15, 0.25).test
+    assert held_out.index.tolist() == expected.index.tolist()
+    assert len(held_out) > len(time_split(frame).test)  # not evaluate's old 0.15 default
+    # evaluate has no split parameters of its own to disagree with.
+    assert not {"validation_fraction", "test_fraction"} & {p.name for p in EVALUATE.parameters}
+    # A different training set than the model's is refused, naming the files.
+    other = copy_training_set(training_set, tmp_path / "other", frame.iloc[::2])
+    with pytest.raises(InputDataError, match="not the training set the model was trained on"):
+        load_test_window(other, model_dir, spec)
+
+
+def test_refuses_a_training_set_without_its_manifest(training_set, passed, tracking, tmp_path):
+    (tmp_path / "bare").mkdir()
+    shutil.copy(training_set / "training_set.parquet", tmp_path / "bare")
+    with pytest.raises(InputDataError, match="manifest.json: not found"):
+        _train(tmp_path / "bare", passed, tmp_path / "model", tracking)
 
 
 def _entrypoint(training_set, validation, model_dir, tracking, *extra):

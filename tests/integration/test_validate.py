@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import DATA_END, ROOT, run_component
-from corruptions import CORRUPTIONS, write_training_set
+from corruptions import CORRUPTIONS, NUMERIC_FEATURES, SCALINGS, write_training_set
 
 from components.errors import ConfigurationError, GateFailed, InputDataError
 from components.validate.run import (
@@ -19,6 +19,8 @@ from components.validate.run import (
     read_training_set,
     run,
 )
+from components.validate.statistics import numeric_columns
+from components.validate.suite import load_suite
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +103,31 @@ def test_corruption_fails_the_gate_naming_column_and_rule(name, good_training_se
     assert summary["failures"][0]["rule"] == corruption.rule
     assert summary["failures"][0]["message"] in message
     assert "FAILED" in (tmp_path / "validation" / REPORT_FILE).read_text()
+
+
+def test_every_numeric_feature_is_scaled_by_a_corruption(good_training_set):
+    frame = read_training_set(good_training_set / "training_set.parquet")
+    assert numeric_columns(frame, load_suite(SUITE).roles) == list(NUMERIC_FEATURES)
+
+
+@pytest.mark.parametrize("name", sorted(SCALINGS))
+def test_scaled_feature_fails_the_gate_naming_column_and_rule(name, good_training_set, tmp_path):
+    """x1000 and shifted, or x10: each numeric feature, alone, stops the gate on its own rules."""
+    corruption = SCALINGS[name]
+    frame = read_training_set(good_training_set / "training_set.parquet")
+    corrupted = write_training_set(corruption.apply(frame), tmp_path / "training_set")
+    with pytest.raises(GateFailed) as caught:
+        _validate(corrupted, tmp_path / "validation")
+    assert str(caught.value).startswith(f"column {corruption.column!r}: ")
+    summary = json.loads((tmp_path / "validation" / SUMMARY_FILE).read_text())
+    assert {f["column"] for f in summary["failures"]} == {corruption.column}
+    failed = {f["rule"]: f["message"] for f in summary["failures"]}
+    assert "expect_column_values_to_be_of_type" not in failed  # the scaling keeps the type
+    for rule in (corruption.rule, *corruption.also):
+        assert rule in failed, (rule, failed)
+        assert failed[rule].startswith(f"column {corruption.column!r}: ") and rule in failed[rule]
+    if corruption.rule == "expect_column_quantile_values_to_be_between":
+        assert "quantile 0.5 " in failed[corruption.rule]  # names the quantile and its range
 
 
 def _cli_args(training_set: Path, out: Path) -> list[str]:

@@ -56,9 +56,13 @@ def vertex(monkeypatch):
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    from pipelines.compile import compile_pipeline
+    from conftest import ROOT
 
-    return compile_pipeline(tmp_path_factory.mktemp("ir") / "training.yaml")
+    from pipelines.compile import compile_pipeline
+    from pipelines.profile import load_profile
+
+    profile = load_profile(ROOT / "deploy" / "profiles" / "production.yaml", environ={})
+    return compile_pipeline(tmp_path_factory.mktemp("ir") / "training.yaml", profile)
 
 
 def _target(server, **overrides) -> VertexTarget:
@@ -127,6 +131,8 @@ def test_schedule_creates_a_pipeline_job_schedule(vertex, template):
     assert body["maxConcurrentRunCount"] == "1" or body["maxConcurrentRunCount"] == 1
     created = body["createPipelineJobRequest"]["pipelineJob"]
     assert created["serviceAccount"] == SERVICE_ACCOUNT
+    assert created["network"] == "projects/123/global/networks/ml-vpc"
+    assert created["encryptionSpec"]["kmsKeyName"].endswith("cryptoKeys/pipelines")
     assert created["runtimeConfig"]["gcsOutputDirectory"] == "gs://ml-artifacts/portside"
 
 
@@ -146,6 +152,20 @@ def test_bad_targets_fail_before_any_request(vertex, template, overrides, messag
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         submit(_target(vertex, **overrides), template, {}, "x", credentials=_credentials())
     assert vertex.requests == []
+
+
+@pytest.mark.parametrize("tracking_uri", ["", "sqlite:////tmp/mlflow.db"])
+def test_a_job_that_would_push_inside_its_container_is_refused(vertex, template, tracking_uri):
+    parameters = {"entity_rows_uri": "gs://d/r.parquet", "tracking_uri": tracking_uri}
+    with pytest.raises(ConfigurationError, match="is a registry inside the task's container"):
+        submit(_target(vertex), template, parameters, "x", credentials=_credentials())
+    with pytest.raises(ConfigurationError, match="tracking_uri"):
+        cron = "0 3 * * *"
+        schedule(_target(vertex), template, parameters, "x", cron, credentials=_credentials())
+    assert vertex.requests == []
+    # the Vertex AI Model Registry needs no MLflow server
+    parameters["registry"] = "vertex"
+    submit(_target(vertex), template, parameters, "x", credentials=_credentials())
 
 
 def test_service_errors_become_clear_messages(template, monkeypatch):

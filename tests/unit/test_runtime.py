@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from components.errors import GateFailed
+from components.errors import ConfigurationError, GateFailed
 from components.lineage import RUN_MANIFEST_FILE, content_hash
 from components.runtime import execute
 from components.spec import Artifact, ComponentSpec, Parameter
@@ -154,13 +155,205 @@ def test_file_parameters_are_keyed_by_content_and_now_is_never_cached(tmp_path, 
     assert len(CALLS) == 4
 
 
-def test_source_hash_covers_the_component_and_shared_code_only():
-    from components.lineage import code_version
+# A toy component run in a fresh interpreter on a copy of the `components` package, so the
+# copy's code (not this checkout's) decides the key.
+_COPY_RUN = """
+import sys
+from pathlib import Path
+import components
+from components.runtime import execute
+from components.spec import Artifact, ComponentSpec
+assert Path(components.__file__).is_relative_to(sys.argv[1]), components.__file__
+spec = ComponentSpec("toy", "toy", "toy_impl:run", (Artifact("data", "dataset", ""),),
+                     (Artifact("out", "directory", ""),))
+print(execute(spec, {"data": sys.argv[2], "out": sys.argv[3]}, cache_dir=sys.argv[4]).status)
+"""
+_TOY_IMPL = """
+from pathlib import Path
+def run(data, out):
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "copy.txt").write_text(Path(data).read_text())
+"""
 
-    features, validate = code_version("features"), code_version("validate")
-    assert features.source_hash != validate.source_hash
-    assert code_version("features").source_hash == features.source_hash
-    assert code_version().source_hash not in (features.source_hash, validate.source_hash)
+
+@pytest.mark.parametrize(
+    "edited", ["common/splits.py", "features/run.py", "push/registry.py", "runtime.py"]
+)
+def test_editing_any_code_of_the_package_changes_the_key(tmp_path, edited):
+    import shutil
+    import subprocess
+    import sys
+
+    import components
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(components.__file__).parent, site / "components")
+    (site / "toy_impl.py").write_text(_TOY_IMPL)
+    (tmp_path / "data.txt").write_text("1 2 3")
+
+    def run() -> str:
+        argv = [str(site), str(tmp_path / "data.txt"), str(tmp_path / "out"), str(tmp_path / "c")]
+        done = subprocess.run(
+            [sys.executable, "-c", _COPY_RUN, *argv],
+            cwd=tmp_path,  # not the checkout, whose `components` would come first
+            env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert (run(), run()) == ("succeeded", "cached")
+    with (site / "components" / edited).open("a") as source:
+        source.write("\n# an edit\n")
+    assert run() == "succeeded"
+
+
+def test_a_different_installed_version_changes_the_key(tmp_path, monkeypatch):
+    from components import lineage
+
+    cache = tmp_path / "cache"
+    installed = lineage.installed_distributions()
+    assert any(d.startswith("tensorflow") for d in installed)
+    execute(TOY, _args(tmp_path), cache_dir=cache)
+    upgraded = tuple(
+        "tensorflow-cpu==99.0" if d.startswith("tensorflow-cpu==") else d for d in installed
+    )
+    assert upgraded != installed
+    monkeypatch.setattr(lineage, "installed_distributions", lambda: upgraded)
+    assert execute(TOY, _args(tmp_path), cache_dir=cache).status == "succeeded"
+    monkeypatch.undo()
+    assert execute(TOY, _args(tmp_path), cache_dir=cache).status == "cached"
+    assert len(CALLS) == 2
+
+
+def test_installed_distributions_are_what_importlib_metadata_finds():
+    import importlib.metadata
+    import re
+
+    from components.lineage import installed_distributions
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    expected = {
+        f"{norm(d.metadata['Name'])}=={d.version}" for d in importlib.metadata.distributions()
+    }
+    assert set(installed_distributions()) == expected
+
+
+@pytest.mark.parametrize("component", ["train", "evaluate", "push"])
+def test_an_empty_tracking_uri_keys_by_the_database_it_resolves_to(
+    tmp_path, monkeypatch, component
+):
+    from components.lineage import code_version
+    from components.registry import get_spec
+    from components.runtime import cache_key
+
+    spec, code = get_spec(component), code_version()
+    keys = {}
+    for cwd in ("a", "b"):
+        (tmp_path / cwd).mkdir()
+        monkeypatch.chdir(tmp_path / cwd)
+        keys[cwd] = cache_key(spec, {}, {"tracking_uri": ""}, code)
+        assert cache_key(spec, {}, {}, code) == keys[cwd]  # the default is resolved too
+    assert keys["a"] != keys["b"]
+    database = tmp_path / "b" / "data" / "mlflow" / "mlflow.db"
+    assert cache_key(spec, {}, {"tracking_uri": f"sqlite:///{database}"}, code) == keys["b"]
+
+
+def _foreign(tmp_path: Path) -> Path:
+    foreign = tmp_path / "runs" / "x"
+    (foreign / "training_set").mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine")
+    (foreign / "training_set" / "rows.parquet").write_text("data")
+    return foreign
+
+
+def test_a_cache_hit_into_a_directory_the_run_does_not_own_is_refused(tmp_path):
+    cache = tmp_path / "cache"
+    execute(TOY, _args(tmp_path), cache_dir=cache)
+    foreign = _foreign(tmp_path)
+    before = content_hash(foreign)
+    for cache_dir in (cache, None):  # a hit and a run
+        with pytest.raises(ConfigurationError, match=f"'out' is {foreign}, which is not empty"):
+            execute(TOY, {**_args(tmp_path), "out": str(foreign)}, cache_dir=cache_dir)
+    assert content_hash(foreign) == before and not (foreign / RUN_MANIFEST_FILE).exists()
+    assert len(CALLS) == 1
+
+
+def test_outputs_of_another_component_or_a_file_are_not_owned(tmp_path):
+    import dataclasses
+
+    other = tmp_path / "other"
+    execute(dataclasses.replace(TOY, name="other"), {**_args(tmp_path), "out": str(other)})
+    (tmp_path / "file").write_text("x")
+    cache = tmp_path / "cache"
+    stored = cache / "toy" / execute(TOY, _args(tmp_path), cache_dir=cache).cache_key
+    for path in (other, tmp_path / "file", stored, cache / "new"):
+        with pytest.raises(ConfigurationError, match=str(path)):
+            execute(TOY, {**_args(tmp_path), "out": str(path)}, cache_dir=cache)
+    assert json.loads((other / RUN_MANIFEST_FILE).read_text())["component"] == "other"
+    assert (stored / "out" / "numbers.txt").read_text() == "2 4 6"  # the cache entry is intact
+    (tmp_path / "empty").mkdir()
+    assert execute(TOY, {**_args(tmp_path), "out": str(tmp_path / "empty")}).status == "succeeded"
+
+
+def test_an_owned_directory_holds_only_what_the_last_run_wrote(tmp_path):
+    cache = tmp_path / "cache"
+    execute(TOY, _args(tmp_path), cache_dir=cache)
+    (tmp_path / "out" / "stale.txt").write_text("from an older run")
+    second = execute(TOY, _args(tmp_path, factor=3), cache_dir=cache)
+    written = ["numbers.txt", RUN_MANIFEST_FILE]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == written
+    stored = cache / "toy" / second.cache_key / "out"
+    assert [p.name for p in stored.iterdir()] == ["numbers.txt"]
+
+
+_KILLED_RUN = """
+import os, signal, sys
+from pathlib import Path
+from components.runtime import execute
+from components.spec import Artifact, ComponentSpec
+spec = ComponentSpec("toy", "toy", "killed_impl:run", (), (Artifact("out", "directory", ""),))
+execute(spec, {"out": sys.argv[1]})
+"""
+_KILLED_IMPL = """
+import os, signal
+from pathlib import Path
+def run(out):
+    (Path(out) / "half.txt").write_text("half")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_run_killed_midway_leaves_its_directory_owned_for_the_retry(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "killed_impl.py").write_text(_KILLED_IMPL)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_RUN, str(out)],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == -9 and (out / "half.txt").is_file()
+    assert json.loads((out / RUN_MANIFEST_FILE).read_text())["status"] == "running"
+    assert execute(TOY, _args(tmp_path), cache_dir=tmp_path / "cache").status == "succeeded"
+    assert sorted(p.name for p in out.iterdir()) == ["numbers.txt", RUN_MANIFEST_FILE]
+
+
+def test_a_cache_entry_edited_after_it_was_stored_is_not_reused(tmp_path):
+    cache = tmp_path / "cache"
+    first = execute(TOY, _args(tmp_path), cache_dir=cache)
+    (cache / "toy" / first.cache_key / "out" / "numbers.txt").write_text("9 9 9")
+    assert execute(TOY, _args(tmp_path), cache_dir=cache).status == "succeeded"
+    assert (tmp_path / "out" / "numbers.txt").read_text() == "2 4 6"
+    assert execute(TOY, _args(tmp_path), cache_dir=cache).status == "cached"
+    assert len(CALLS) == 2
 
 
 VERDICTS: list[bool] = []

@@ -1,0 +1,184 @@
+"""The production profile: what a compiled pipeline needs to run where it is sent.
+
+Local runs (`portside run --local`) use the embedded defaults: relative paths, SQLite MLflow,
+the file Feast registry. None of these exist inside a task's container on Vertex AI /
+Kubeflow, so `compile`, `submit` and `schedule` take a profile instead: a YAML file
+(deploy/profiles/production.yaml) with environment overrides, validated here.
+
+Overrides: `PORTSIDE_<SECTION>__<FIELD>=value`, e.g. `PORTSIDE_REGISTRY__TRACKING_URI`. They are
+read when the profile is loaded, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+
+from components.errors import ConfigurationError
+
+ENV_PREFIX = "PORTSIDE_"
+IN_IMAGE_REPO = "/opt/portside/feature_repo"  # where deploy/component.Dockerfile puts it
+
+
+def is_container_local(tracking_uri: str) -> bool:
+    """Whether an MLflow URI names storage inside the task's own container (lost with it)."""
+    uri = tracking_uri.strip()
+    return not uri or "://" not in uri or uri.split(":", 1)[0] in ("sqlite", "file")
+
+
+def check_shared_registry(values: Mapping[str, Any], where: str) -> None:
+    """Refuse pipeline parameters that would publish models into a task's container."""
+    registry = values.get("registry", "mlflow")
+    if registry == "mlflow" and is_container_local(str(values.get("tracking_uri", ""))):
+        prefix = f"{where}: " if where else ""
+        raise ConfigurationError(
+            f"{prefix}tracking_uri {values.get('tracking_uri', '')!r} is a registry inside the "
+            "task's container (empty, sqlite: or file:): every push would vanish with the pod "
+            "and every evaluate would see no champion; set registry.tracking_uri to a shared "
+            "MLflow server (https://...) or registry.kind to vertex"
+        )
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageSettings(_Section):
+    """Where things are inside the component image (deploy/component.Dockerfile)."""
+
+    name: str = ""  # empty: the versioned project image
+    feature_repo: str = IN_IMAGE_REPO
+    expectation_suite: str = f"{IN_IMAGE_REPO}/expectations/fraud_model_v1.json"
+    # Portside's content cache; empty = off (a pod's disk does not outlive it). A Cloud Storage
+    # FUSE path (/gcs/BUCKET/portside-cache) reuses results across runs by content.
+    cache_dir: str = ""
+
+    @field_validator("feature_repo", "expectation_suite")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not PurePosixPath(value).is_absolute():
+            raise ValueError(f"{value!r} must be an absolute path inside the image")
+        return value
+
+
+class FeastSettings(_Section):
+    """The image's feature_store.yaml (deploy/feast/) reads these from the task's environment."""
+
+    registry_url: str  # SQL registry: postgresql+psycopg://USER@HOST:5432/DB
+    redis_connection: str  # HOST:6379[,ssl=true]
+
+    @field_validator("registry_url")
+    @classmethod
+    def _sql(cls, value: str) -> str:
+        if not value.startswith(("postgresql", "mysql")):
+            raise ValueError(f"{value!r} is not a SQL registry URL (postgresql+psycopg://...)")
+        return value
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "FEAST_REGISTRY_URL": self.registry_url,
+            "FEAST_REDIS_CONNECTION": self.redis_connection,
+        }
+
+
+class RegistrySettings(_Section):
+    """The model registry that evaluate compares against and push publishes to."""
+
+    kind: Literal["mlflow", "vertex"] = "mlflow"
+    model_name: str = "fraud_model"
+    tracking_uri: str = ""  # required for mlflow; with vertex, where train/evaluate log runs
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _shared(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            check_shared_registry({"registry": info.data.get("kind"), "tracking_uri": value}, "")
+        except ConfigurationError as error:  # pydantic reports ValueErrors with their field
+            raise ValueError(str(error)) from error
+        return value
+
+
+class VertexSettings(_Section):
+    """Where and as whom every job runs: the pipeline, the scale-out CustomJob, schedules."""
+
+    project: str
+    region: str
+    pipeline_root: str
+    service_account: str
+    network: str | None = None
+    encryption_key: str | None = None
+    experiment: str | None = None
+    labels: dict[str, str] = {}
+    api_endpoint: str | None = None  # private endpoints; tests use a loopback
+
+
+class Profile(_Section):
+    image: ImageSettings = ImageSettings()
+    feast: FeastSettings
+    registry: RegistrySettings
+    vertex: VertexSettings
+
+    def pipeline_defaults(self) -> Any:
+        """The compiled pipeline's parameter defaults for this profile."""
+        from pipelines.training_pipeline import PipelineDefaults
+
+        return PipelineDefaults(
+            feature_repo=self.image.feature_repo,
+            expectation_suite=self.image.expectation_suite,
+            model_name=self.registry.model_name,
+            tracking_uri=self.registry.tracking_uri,
+            registry=self.registry.kind,
+            vertex_project=self.vertex.project,
+            vertex_location=self.vertex.region,
+            vertex_api_endpoint=self.vertex.api_endpoint or "",
+            portside_cache_dir=self.image.cache_dir,
+        )
+
+    def job_settings(self) -> Any:
+        """Service account, network and key for jobs the pipeline itself creates."""
+        from pipelines.training_pipeline import JobSettings
+
+        return JobSettings(
+            service_account=self.vertex.service_account,
+            network=self.vertex.network or "",
+            encryption_key=self.vertex.encryption_key or "",
+            environment=self.feast.environment(),
+        )
+
+
+def load_profile(path: str | Path, environ: Mapping[str, str] | None = None) -> Profile:
+    """Read and validate a profile; `PORTSIDE_<SECTION>__<FIELD>` variables override the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"{path}: profile not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigurationError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: a profile is a mapping of sections")
+    _apply_overrides(data, os.environ if environ is None else environ)
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "profile"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigurationError(f"{path}: {field}: {message}") from error
+
+
+def _apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
+        if section not in Profile.model_fields:
+            continue
+        if not isinstance(data.get(section), dict):
+            data[section] = {}
+        data[section][name] = value
