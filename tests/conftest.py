@@ -21,6 +21,27 @@ FEATURE_SERVICE = "fraud_model_v1"
 LABEL = "is_fraud"
 EXAMPLE = {"feature_service": FEATURE_SERVICE, "label_column": LABEL}
 EXAMPLE_ARGS = ["--feature-service", FEATURE_SERVICE, "--label-column", LABEL]  # entrypoint
+# Its features per feature view (feature_repo/definitions.py), and the on-demand ones.
+VIEW_FEATURES = {
+    "user_profile": ["account_age_days", "credit_limit", "country"],
+    "user_daily_aggregates": [
+        "txn_count_1d",
+        "txn_amount_1d",
+        "txn_count_7d",
+        "txn_amount_7d",
+        "txn_count_30d",
+        "txn_amount_30d",
+        "avg_amount_30d",
+    ],
+}
+STORED_FEATURES = [f for features in VIEW_FEATURES.values() for f in features]
+ON_DEMAND_FEATURES = ["amount_to_avg_30d", "amount_to_credit_limit"]
+# Numbers that are neither key, label nor timestamp: the request's amount and every numeric feature.
+NUMERIC_FEATURES = (
+    "amount",
+    *(f for f in STORED_FEATURES if f != "country"),
+    *ON_DEMAND_FEATURES,
+)
 
 
 def uv_command() -> list[str]:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from conftest import NUMERIC_FEATURES
 
 TRAINING_SET_FILE = "training_set.parquet"
 
@@ -123,22 +124,6 @@ def scaled(column: str, factor: int, shift: int = 0) -> Callable[[pd.DataFrame],
     return apply
 
 
-# Numbers that are neither key, label nor timestamp: each must have an upper bound and
-# distribution rules (test_validate checks the list is complete).
-NUMERIC_FEATURES = (
-    "amount",
-    "account_age_days",
-    "credit_limit",
-    "txn_count_1d",
-    "txn_amount_1d",
-    "txn_count_7d",
-    "txn_amount_7d",
-    "txn_count_30d",
-    "txn_amount_30d",
-    "avg_amount_30d",
-    "amount_to_avg_30d",
-    "amount_to_credit_limit",
-)
 # x1000 and shifted: past the upper bound. x10: maybe inside a loose bound, but off the
 # distribution. Scaling one column may fail several of its rules; `rule` and `also` must be
 # among them, and no other column may fail.

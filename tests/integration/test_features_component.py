@@ -14,6 +14,8 @@ from conftest import (
     EXAMPLE_ARGS,
     FEATURE_SERVICE,
     LABEL,
+    ON_DEMAND_FEATURES,
+    STORED_FEATURES,
     assert_same_values,
     run_cli,
     run_component,
@@ -25,19 +27,8 @@ from components.features.run import run as build
 
 pytestmark = pytest.mark.integration
 
-VIEW_FEATURES = [
-    "account_age_days",
-    "credit_limit",
-    "country",
-    "txn_count_1d",
-    "txn_amount_1d",
-    "txn_count_7d",
-    "txn_amount_7d",
-    "txn_count_30d",
-    "txn_amount_30d",
-    "avg_amount_30d",
-]
-ON_DEMAND = ["amount_to_avg_30d", "amount_to_credit_limit"]
+VIEW_FEATURES = STORED_FEATURES
+ON_DEMAND = ON_DEMAND_FEATURES
 
 
 def run(*args, **kwargs):

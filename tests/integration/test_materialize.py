@@ -11,6 +11,9 @@ from conftest import (
     DATA_END,
     EXAMPLE,
     FEATURE_SERVICE,
+    ON_DEMAND_FEATURES,
+    STORED_FEATURES,
+    VIEW_FEATURES,
     assert_same_values,
     make_workspace,
     run_cli,
@@ -22,21 +25,9 @@ from components.features.online import lookup
 
 pytestmark = pytest.mark.integration
 
-VIEW_FEATURES = {
-    "user_profile": ["account_age_days", "credit_limit", "country"],
-    "user_daily_aggregates": [
-        "txn_count_1d",
-        "txn_amount_1d",
-        "txn_count_7d",
-        "txn_amount_7d",
-        "txn_count_30d",
-        "txn_amount_30d",
-        "avg_amount_30d",
-    ],
-}
 FEATURE_REFS = [f"{view}:{f}" for view, features in VIEW_FEATURES.items() for f in features]
-ALL_FEATURES = [f for features in VIEW_FEATURES.values() for f in features]
-SERVICE_FEATURES = [*ALL_FEATURES, "amount_to_avg_30d", "amount_to_credit_limit"]
+ALL_FEATURES = STORED_FEATURES
+SERVICE_FEATURES = [*STORED_FEATURES, *ON_DEMAND_FEATURES]
 REQUEST = {"amount": 250.0, "merchant_category": "electronics"}
 
 

@@ -12,11 +12,11 @@ import pytest
 from conftest import (
     FEATURE_SERVICE,
     LABEL,
+    NUMERIC_FEATURES,
     copy_training_set,
     run_component,
     write_validation_summary,
 )
-from corruptions import NUMERIC_FEATURES
 
 from components.common import model_io
 from components.common.splits import time_split

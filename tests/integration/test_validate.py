@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA_END, ROOT, run_component
-from corruptions import CORRUPTIONS, NUMERIC_FEATURES, SCALINGS, write_training_set
+from conftest import DATA_END, NUMERIC_FEATURES, ROOT, run_component
+from corruptions import CORRUPTIONS, SCALINGS, write_training_set
 
 from components.errors import ConfigurationError, GateFailed, InputDataError
 from components.validate.run import (
