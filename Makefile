@@ -24,8 +24,11 @@ demo: setup  ## generate data, feast apply, materialize, run the training pipeli
 	$(PORTSIDE) run --local
 	$(PORTSIDE) predict --user-id 1 2 3 --amount 250 --merchant-category electronics
 
+# One pytest worker per core; a test file stays on one worker (its module fixtures start once).
+TEST_WORKERS ?= auto
+
 test: setup  ## the whole test suite (what .ci/run calls)
-	UV="$(UV)" .venv/bin/pytest
+	UV="$(UV)" .venv/bin/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 bench: setup  ## benchmarks: print a table, write JSON under bench/results/
 	$(PY) -m bench
