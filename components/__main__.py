@@ -37,12 +37,14 @@ def _add_component_parser(subparsers: argparse._SubParsersAction, spec: Componen
     for artifact in spec.outputs:
         parser.add_argument(_flag(artifact.name), required=True, metavar="PATH", help=artifact.doc)
     for param in spec.parameters:
+        given = {"required": True} if param.required else {"default": param.default}
+        note = "required" if param.required else f"default: {param.default}"
         parser.add_argument(
             _flag(param.name),
             type=_parse_bool if param.type is bool else param.type,
-            default=param.default,
             choices=param.choices,
-            help=f"{param.doc} (default: {param.default})",
+            help=f"{param.doc} ({note})",
+            **given,
         )
     # Every component takes the same cache options, so orchestrators can pass them uniformly.
     never = "" if spec.cacheable else "; this component is never cached"

@@ -15,6 +15,17 @@ ArtifactKind = Literal["dataset", "model", "metrics", "html", "directory"]
 ParameterType = type[str] | type[int] | type[float] | type[bool]
 
 
+class _Required:
+    """The default of a parameter without one: the caller names it (a model name, a suite),
+    because any value here would be the worked example's."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
 @dataclass(frozen=True)
 class Artifact:
     """An input or output addressed by a path (a file or a directory)."""
@@ -26,7 +37,7 @@ class Artifact:
 
 @dataclass(frozen=True)
 class Parameter:
-    """A typed scalar parameter with a default."""
+    """A typed scalar parameter with a default, or REQUIRED."""
 
     name: str
     type: ParameterType
@@ -42,6 +53,10 @@ class Parameter:
     # resolves to, for values that mean different things in different places (an empty
     # tracking URI is a file under the working directory).
     resolve: str | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
 
     def resolved(self, value: Any) -> Any:
         return value if self.resolve is None else _function(self.resolve)(value)

@@ -25,7 +25,9 @@ ENV PORTSIDE_IMAGE=${IMAGE_NAME}:${VERSION}
 
 # The Feast repo the features component reads (override with --feature-repo), with the
 # production config: SQL registry and Redis, connections from FEAST_REGISTRY_URL and
-# FEAST_REDIS_CONNECTION, which the production profile sets on every task.
+# FEAST_REDIS_CONNECTION, which the production profile sets on every task. The image holds no
+# offline data: the registry names the sources as `feast apply` was told by
+# PORTSIDE_FEATURE_SOURCES (the profile's feast.sources, also set on every task).
 COPY feature_repo /opt/portside/feature_repo
 COPY deploy/feast/feature_store.yaml /opt/portside/feature_repo/feature_store.yaml
 WORKDIR /workspace

@@ -1,21 +1,71 @@
 """Feast definitions for the fraud model: the single source of truth for training and serving.
 
 Training (`components.features`) and the online path both resolve features through the
-`fraud_model_v1` FeatureService below. Source files live in `<repo root>/data/sources/`
-(written by `portside data generate`); the path is resolved from this file's location so
-`feast apply` works from any working directory.
+`fraud_model_v1` FeatureService below.
+
+Where the offline tables live comes from `PORTSIDE_FEATURE_SOURCES` when `feast apply` runs
+(Feast records each source's location in the registry then; readers take it from there):
+
+- unset or empty: `<repo root>/data/sources/` (written by `portside data generate`), resolved
+  from this file's location so `feast apply` works from any working directory;
+- an absolute directory, or object storage `gs://BUCKET/PREFIX` / `s3://BUCKET/PREFIX`:
+  Parquet files `<location>/<table>.parquet`;
+- `bigquery://PROJECT.DATASET`: BigQuery tables `PROJECT.DATASET.<table>`.
 """
 
+import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource
+from feast import (
+    BigQuerySource,
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    RequestSource,
+)
+from feast.data_source import DataSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 from feast.value_type import ValueType
 
-SOURCES = Path(__file__).resolve().parent.parent / "data" / "sources"
+SOURCES_VARIABLE = "PORTSIDE_FEATURE_SOURCES"
+EMBEDDED_SOURCES = Path(__file__).resolve().parent.parent / "data" / "sources"
+ACCEPTED = (
+    "an absolute directory, gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or bigquery://PROJECT.DATASET"
+)
+# Every table carries when a row became true (event) and when it landed (created).
+TIMESTAMPS = {"timestamp_field": "event_timestamp", "created_timestamp_column": "created_timestamp"}
+
+
+def sources_location() -> str:
+    """$PORTSIDE_FEATURE_SOURCES, else the embedded data/sources.
+
+    Read when Feast loads this file, which is the only time a Feast repo can take settings: the
+    registry keeps the sources as they were at `feast apply`.
+    """
+    return os.environ.get(SOURCES_VARIABLE, "").strip() or str(EMBEDDED_SOURCES)
+
+
+def batch_source(table: str, location: str) -> DataSource:
+    """The offline source named `<table>_source` for `table` under `location`."""
+    name = f"{table}_source"
+    scheme, separator, rest = location.partition("://")
+    if not separator and Path(location).is_absolute():
+        return FileSource(name=name, path=str(Path(location) / f"{table}.parquet"), **TIMESTAMPS)
+    if scheme in ("gs", "s3") and rest.split("/", 1)[0]:
+        path = f"{location.rstrip('/')}/{table}.parquet"
+        return FileSource(name=name, path=path, **TIMESTAMPS)
+    if scheme == "bigquery" and re.fullmatch(r"[A-Za-z0-9-]+\.[A-Za-z0-9_]+", rest):
+        return BigQuerySource(name=name, table=f"{rest}.{table}", **TIMESTAMPS)
+    raise ValueError(f"{SOURCES_VARIABLE}={location!r}: expected {ACCEPTED}")
+
+
+SOURCES = sources_location()
 
 user = Entity(
     name="user",
@@ -24,19 +74,8 @@ user = Entity(
     description="A card holder.",
 )
 
-user_profiles_source = FileSource(
-    name="user_profiles_source",
-    path=str(SOURCES / "user_profiles.parquet"),
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created_timestamp",
-)
-
-user_daily_aggregates_source = FileSource(
-    name="user_daily_aggregates_source",
-    path=str(SOURCES / "user_daily_aggregates.parquet"),
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created_timestamp",
-)
+user_profiles_source = batch_source("user_profiles", SOURCES)
+user_daily_aggregates_source = batch_source("user_daily_aggregates", SOURCES)
 
 user_profile = FeatureView(
     name="user_profile",

@@ -73,8 +73,10 @@ def component_source(spec: ComponentSpec) -> str:
         signature.append(f"{artifact.name}: Output[{KFP_ARTIFACT_TYPES[artifact.kind]}]")
     ui = UI_OUTPUTS.get(spec.name, ())
     signature += [f"{u.name}: Output[{u.kfp_type}]" for u in ui]
-    for param in spec.parameters:
-        signature.append(f"{param.name}: {param.type.__name__} = {param.default!r}")
+    # Required parameters first: Python puts parameters without a default before the others.
+    for param in sorted(spec.parameters, key=lambda p: not p.required):
+        default = "" if param.required else f" = {param.default!r}"
+        signature.append(f"{param.name}: {param.type.__name__}{default}")
     signature.append(f"{CACHE_PARAMETER}: str = ''")
     returns = ""
     if len(spec.returns) == 1:

@@ -17,12 +17,20 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from components.errors import ConfigurationError
 
 ENV_PREFIX = "PORTSIDE_"
 IN_IMAGE_REPO = "/opt/portside/feature_repo"  # where deploy/component.Dockerfile puts it
+SOURCES_VARIABLE = "PORTSIDE_FEATURE_SOURCES"  # read by feature_repo/definitions.py at apply
 
 
 def is_container_local(tracking_uri: str) -> bool:
@@ -34,14 +42,22 @@ def is_container_local(tracking_uri: str) -> bool:
 def check_shared_registry(values: Mapping[str, Any], where: str) -> None:
     """Refuse pipeline parameters that would publish models into a task's container."""
     registry = values.get("registry", "mlflow")
-    if registry == "mlflow" and is_container_local(str(values.get("tracking_uri", ""))):
-        prefix = f"{where}: " if where else ""
+    tracking_uri = str(values.get("tracking_uri", ""))
+    if not is_container_local(tracking_uri):
+        return
+    prefix = f"{where}: " if where else ""
+    if registry == "vertex":  # the models go to Vertex AI, but the runs would stay in the pod
         raise ConfigurationError(
-            f"{prefix}tracking_uri {values.get('tracking_uri', '')!r} is a registry inside the "
-            "task's container (empty, sqlite: or file:): every push would vanish with the pod "
-            "and every evaluate would see no champion; set registry.tracking_uri to a shared "
-            "MLflow server (https://...) or registry.kind to vertex"
+            f"{prefix}tracking_uri {tracking_uri!r} is inside the task's container (empty, "
+            "sqlite: or file:): train's and evaluate's MLflow runs would vanish with the pod; "
+            "set registry.tracking_uri to a shared MLflow server (https://...)"
         )
+    raise ConfigurationError(
+        f"{prefix}tracking_uri {tracking_uri!r} is a registry inside the "
+        "task's container (empty, sqlite: or file:): every push would vanish with the pod "
+        "and every evaluate would see no champion; set registry.tracking_uri to a shared "
+        "MLflow server (https://...) or registry.kind to vertex"
+    )
 
 
 class _Section(BaseModel):
@@ -71,6 +87,10 @@ class FeastSettings(_Section):
 
     registry_url: str  # SQL registry: postgresql+psycopg://USER@HOST:5432/DB
     redis_connection: str  # HOST:6379[,ssl=true]
+    # Where the offline tables live, as `feast apply` was given it (feature_repo/definitions.py
+    # checks the form): gs://BUCKET/PREFIX, s3://BUCKET/PREFIX, bigquery://PROJECT.DATASET or
+    # an absolute directory. Required: the image holds no data/sources of its own.
+    sources: str
 
     @field_validator("registry_url")
     @classmethod
@@ -79,10 +99,23 @@ class FeastSettings(_Section):
             raise ValueError(f"{value!r} is not a SQL registry URL (postgresql+psycopg://...)")
         return value
 
+    @field_validator("sources")
+    @classmethod
+    def _given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(
+                "empty; set it to where the offline sources live (gs://BUCKET/PREFIX, "
+                "s3://BUCKET/PREFIX or bigquery://PROJECT.DATASET), the value given to "
+                f"`feast apply` as {SOURCES_VARIABLE}"
+            )
+        return value.strip()
+
     def environment(self) -> dict[str, str]:
         return {
             "FEAST_REGISTRY_URL": self.registry_url,
             "FEAST_REDIS_CONNECTION": self.redis_connection,
+            # What the repo's definitions read, so a task that loads them sees the same sources.
+            SOURCES_VARIABLE: self.sources,
         }
 
 
@@ -91,7 +124,9 @@ class RegistrySettings(_Section):
 
     kind: Literal["mlflow", "vertex"] = "mlflow"
     model_name: str = "fraud_model"
-    tracking_uri: str = ""  # required for mlflow; with vertex, where train/evaluate log runs
+    # Always a shared MLflow server: the registry (mlflow), or where train/evaluate log (vertex).
+    # validate_default: a profile that leaves it out is refused like an empty one.
+    tracking_uri: str = Field(default="", validate_default=True)
 
     @field_validator("tracking_uri")
     @classmethod

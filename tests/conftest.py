@@ -19,6 +19,8 @@ DATA_END = datetime(2026, 11, 1, tzinfo=timezone.utc)
 # The worked example's names: components take them as parameters, they have no defaults.
 FEATURE_SERVICE = "fraud_model_v1"
 LABEL = "is_fraud"
+MODEL_NAME = "fraud_model"  # the registered model evaluate compares against and push publishes
+EXPECTATION_SUITE = ROOT / "feature_repo" / "expectations" / "fraud_model_v1.json"
 EXAMPLE = {"feature_service": FEATURE_SERVICE, "label_column": LABEL}
 EXAMPLE_ARGS = ["--feature-service", FEATURE_SERVICE, "--label-column", LABEL]  # entrypoint
 # Its features per feature view (feature_repo/definitions.py), and the on-demand ones.

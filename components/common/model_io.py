@@ -16,18 +16,16 @@ A model directory holds:
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from components.common.artifacts import FEATURE_SPEC_FILE, SAVED_MODEL_DIR, read_record
 from components.errors import InputDataError
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-
-SAVED_MODEL_DIR = "saved_model"
-FEATURE_SPEC_FILE = "feature_spec.json"
 
 
 @dataclass(frozen=True)
@@ -50,21 +48,7 @@ class FeatureSpec:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> FeatureSpec:
-        path = Path(model_dir) / FEATURE_SPEC_FILE
-        if not path.is_file():
-            raise InputDataError(f"{path}: missing; is {model_dir} a Portside model directory?")
-        try:
-            written = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise InputDataError(f"{path}: not valid JSON ({error})") from error
-        required = [f.name for f in fields(cls) if f.default is f.default_factory is MISSING]
-        missing = [name for name in required if name not in written]
-        if missing:
-            raise InputDataError(
-                f"{path}: field(s) {', '.join(missing)} missing; retrain to write the contract"
-            )
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in written.items() if k in names})
+        return read_record(cls, Path(model_dir) / FEATURE_SPEC_FILE, "train")
 
 
 def to_signature_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, np.ndarray]:

@@ -13,12 +13,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from components.common.artifacts import SPLIT_FILE, read_record
 from components.errors import InputDataError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-SPLIT_FILE = "split.json"
 
 
 @dataclass(frozen=True)
@@ -47,13 +46,7 @@ class SplitBoundaries:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> SplitBoundaries:
-        path = Path(model_dir) / SPLIT_FILE
-        if not path.is_file():
-            raise InputDataError(f"{path}: missing; the model's split was not recorded")
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as error:
-            raise InputDataError(f"{path}: not a split written by train ({error})") from error
+        return read_record(cls, Path(model_dir) / SPLIT_FILE, "train")
 
     def cut(self, frame: pd.DataFrame) -> TimeSplit:
         import pandas as pd

@@ -9,6 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.common.artifacts import (
+    BLESSING_FILE,
+    CALIBRATION_PLOT_FILE,
+    EVALUATION_METRICS_FILE,
+    PR_PLOT_FILE,
+    ROC_PLOT_FILE,
+    SPLIT_FILE,
+    read_labelled_training_set,
+    validation_gate,
+)
 from components.errors import InputDataError
 
 if TYPE_CHECKING:
@@ -18,9 +28,6 @@ if TYPE_CHECKING:
     from components.common.model_io import FeatureSpec
     from components.push.champion import ChampionRegistry
 
-METRICS_FILE = "metrics.json"
-BLESSING_FILE = "blessing.json"
-VALIDATION_SUMMARY = "summary.json"
 PASS, FAIL = "PASS", "FAIL"
 
 
@@ -42,10 +49,10 @@ def run(
     training_set: str,
     validation: str,
     evaluation: str,
+    model_name: str,
     min_roc_auc: float = 0.75,
     min_pr_auc: float = 0.10,
     max_regression: float = 0.01,
-    model_name: str = "fraud_model",
     tracking_uri: str = "",
     registry: str = "mlflow",
     vertex_project: str = "",
@@ -101,7 +108,7 @@ def run(
     out = Path(evaluation)
     out.mkdir(parents=True, exist_ok=True)
     write_plots(out, candidate, champion)
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    (out / EVALUATION_METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     (out / BLESSING_FILE).write_text(json.dumps(blessing, indent=2))
     run_id = _log(tracking_uri, out, metrics, blessing)
     return Evaluation(
@@ -120,31 +127,21 @@ def run(
 def load_test_window(training_set: Path, model: Path, spec: FeatureSpec) -> pd.DataFrame:
     """The test window of train's split: cut at the boundaries the model directory records,
     on the same training set (its row counts per part must match)."""
-    import pandas as pd
-
     from components.common.splits import SplitBoundaries
-    from components.features.run import TRAINING_SET_FILE
 
-    path = training_set / TRAINING_SET_FILE
-    if not path.is_file():
-        raise InputDataError(f"{path}: training set not found")
-    frame = pd.read_parquet(path)
-    if spec.label not in frame.columns:
-        raise InputDataError(f"{path}: label column {spec.label!r} is missing")
+    frame = read_labelled_training_set(training_set, spec.label)
     split = SplitBoundaries.load(model)
     parts = split.cut(frame)
     rows = {name: len(getattr(parts, name)) for name in split.rows}
     if rows != split.rows:
         raise InputDataError(
-            f"{path}: not the training set the model was trained on (split rows {rows}, "
-            f"train recorded {split.rows} in {model / 'split.json'})"
+            f"{training_set}: not the training set the model was trained on (split rows "
+            f"{rows}, train recorded {split.rows} in {model / SPLIT_FILE})"
         )
     test = parts.test
-    if test[spec.label].isna().any():
-        raise InputDataError(f"{path}: label column {spec.label!r} has nulls in the test window")
     if test[spec.label].nunique() < 2:
         raise InputDataError(
-            f"{path}: the test window ({len(test)} rows) holds only one class of "
+            f"{training_set}: the test window ({len(test)} rows) holds only one class of "
             f"{spec.label!r}; ROC and PR need both"
         )
     return test
@@ -218,16 +215,12 @@ def _versus_champion(
 
 
 def _validation_gate(validation: Path) -> str:
-    path = validation / VALIDATION_SUMMARY
-    if not path.is_file():
-        return f"{FAIL} validation gate: {path} not found"
+    # A blessing records every check: an unreadable summary is a failed check, not a crash.
     try:
-        passed = json.loads(path.read_text()).get("passed") is True
-    except (json.JSONDecodeError, AttributeError) as error:
-        return f"{FAIL} validation gate: {path} is not a JSON object ({error})"
-    if passed:
-        return f"{PASS} validation gate passed ({path})"
-    return f"{FAIL} validation gate did not pass ({path}: passed is not true)"
+        verdict = validation_gate(validation)
+    except InputDataError as error:
+        return f"{FAIL} validation gate: {error}"
+    return f"{PASS if verdict.passed else FAIL} {verdict.reason}"
 
 
 def _window(test: pd.DataFrame, spec: FeatureSpec, labels: np.ndarray) -> dict[str, Any]:
@@ -257,10 +250,12 @@ def write_plots(out: Path, candidate: dict[str, Any], champion: dict[str, Any] |
     if champion:
         scored[f"champion v{champion['version']}"] = champion
     curves = {label: s["curve"] for label, s in scored.items()}
-    roc_plot(curves, {label: s["roc_auc"] for label, s in scored.items()}, out / "roc.png")
-    pr_plot(curves, {label: s["pr_auc"] for label, s in scored.items()}, out / "pr.png")
+    roc_plot(curves, {label: s["roc_auc"] for label, s in scored.items()}, out / ROC_PLOT_FILE)
+    pr_plot(curves, {label: s["pr_auc"] for label, s in scored.items()}, out / PR_PLOT_FILE)
     calibration_plot(
-        candidate["reliability"], candidate["expected_calibration_error"], out / "calibration.png"
+        candidate["reliability"],
+        candidate["expected_calibration_error"],
+        out / CALIBRATION_PLOT_FILE,
     )
 
 

@@ -1,3 +1,4 @@
+from components.push.spec import REGISTRY_PARAMETERS
 from components.spec import Artifact, ComponentSpec, Parameter
 
 SPEC = ComponentSpec(
@@ -38,26 +39,8 @@ SPEC = ComponentSpec(
             0.01,
             "Largest allowed drop of ROC AUC against the champion on the same test window.",
         ),
-        Parameter("model_name", str, "fraud_model", "Registered model whose champion to beat."),
-        Parameter(
-            "tracking_uri",
-            str,
-            "",
-            "MLflow tracking/registry URI; empty = embedded SQLite.",
-            resolve="components.common.tracking:resolve_tracking_uri",
-        ),
-        Parameter(
-            "registry",
-            str,
-            "mlflow",
-            "Registry whose champion to beat (push's registry).",
-            choices=("mlflow", "vertex"),
-        ),
-        Parameter("vertex_project", str, "", "Google Cloud project (vertex)."),
-        Parameter("vertex_location", str, "us-central1", "Vertex AI region (vertex)."),
-        Parameter(
-            "vertex_api_endpoint", str, "", "Vertex AI API endpoint override; empty = regional."
-        ),
+        # the champion to beat is the one push would replace
+        *REGISTRY_PARAMETERS,
     ),
     returns=(Parameter("blessed", bool, False, "Whether push may publish this model."),),
 )

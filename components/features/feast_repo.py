@@ -39,13 +39,19 @@ class ResolvedService:
     join_keys: list[str]
     request_fields: list[str]
     definition_hash: str
-    # True when every batch source is a Parquet file the DuckDB join can read directly.
-    file_sources_only: bool
+    # The batch sources the DuckDB join cannot read (not Parquet files), e.g.
+    # "user_profile (BigQuerySource p.d.user_profiles)"; empty when it can read them all.
+    other_sources: list[str]
     # Every batch view of the service, whatever its source (the online path needs them all).
     batch_features: list[BatchFeatures]
     full_feature_names: bool
     # The service's feature columns as the training set names them, in service order.
     feature_columns: list[str]
+
+    @property
+    def file_sources_only(self) -> bool:
+        """Every batch source is a Parquet file the DuckDB join can read directly."""
+        return not self.other_sources
 
 
 def open_store(repo_path: str | Path) -> FeatureStore:
@@ -71,7 +77,7 @@ def resolve_service(
         ) from error
     views, odfvs, described, batches, columns = [], [], [], [], []
     join_keys: set[str] = set()
-    file_only = True
+    other_sources: list[str] = []
     for projection in service.feature_view_projections:
         kind, view = _lookup_view(store, projection.name)
         names = tuple(f.name for f in projection.features)
@@ -85,8 +91,9 @@ def resolve_service(
         join_keys.update(view.join_keys)
         batches.append(BatchFeatures(view.name, names, named, _ttl(view)))
         source = _view_source(store, view, projection, full_feature_names)
-        file_only = file_only and source is not None
-        if source is not None:
+        if source is None:
+            other_sources.append(_describe_source(view))
+        else:
             views.append(source)
         described.append(_describe_view(view, projection))
     request_fields = sorted(
@@ -102,11 +109,17 @@ def resolve_service(
         sorted(join_keys),
         request_fields,
         digest,
-        file_only,
+        other_sources,
         batches,
         full_feature_names,
         columns,
     )
+
+
+def _describe_source(view: Any) -> str:
+    source = view.batch_source
+    where = getattr(source, "path", None) or getattr(source, "table", None) or source.name
+    return f"{view.name} ({type(source).__name__} {where})"
 
 
 def _ttl(view: Any) -> timedelta | None:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from components.common.artifacts import MANIFEST_FILE, TRAINING_SET_FILE, read_record
 from components.errors import ConfigurationError, InputDataError
 from components.features.entity_rows import (
     check_integer_keys,
@@ -19,9 +20,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from components.features.feast_repo import ResolvedService
-
-TRAINING_SET_FILE = "training_set.parquet"
-MANIFEST_FILE = "manifest.json"
 
 
 @dataclass
@@ -53,10 +51,10 @@ class FeaturesManifest:
 def run(
     entity_rows: str,
     training_set: str,
-    feature_service: str = "",
+    feature_service: str,
+    label_column: str,
     feature_repo: str = "feature_repo",
     event_timestamp_column: str = "event_timestamp",
-    label_column: str = "",
     point_in_time: str = "as_known",
     full_feature_names: bool = False,
     engine: str = "auto",
@@ -123,20 +121,7 @@ def _require(**values: str) -> None:
 
 def load_manifest(training_set_dir: Path) -> FeaturesManifest:
     """The manifest.json the features component wrote next to the training set."""
-    path = training_set_dir / MANIFEST_FILE
-    if not path.is_file():
-        raise InputDataError(f"{path}: not found; build the training set with `features`")
-    try:
-        written = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputDataError(f"{path}: not valid JSON ({error})") from error
-    fields = [f for f in FeaturesManifest.__dataclass_fields__ if f not in ("read", "extra")]
-    missing = [f for f in fields if f not in written] if isinstance(written, dict) else fields
-    if missing:
-        raise InputDataError(
-            f"{path}: field(s) {', '.join(missing)} missing; rebuild it with `features`"
-        )
-    return FeaturesManifest(**{f: written[f] for f in fields}, extra=written.get("extra") or {})
+    return read_record(FeaturesManifest, training_set_dir / MANIFEST_FILE, "features")
 
 
 def _files_read(store: object, service: ResolvedService, engine: str) -> dict[str, str]:
@@ -156,15 +141,17 @@ def _choose_engine(engine: str, service: ResolvedService, point_in_time: str) ->
         engine = "duckdb" if service.file_sources_only else "feast"
     if engine not in ("duckdb", "feast"):
         raise ConfigurationError(f"engine must be auto, duckdb or feast, got {engine!r}")
-    if engine == "duckdb" and not service.file_sources_only:
+    others = ", ".join(service.other_sources)
+    if engine == "duckdb" and others:
         raise ConfigurationError(
-            f"{service.name}: the duckdb engine reads Parquet file sources only; "
+            f"{service.name}: the duckdb engine reads Parquet file sources only, not {others}; "
             "use --engine feast for the repo's offline store (e.g. BigQuery)"
         )
     if engine == "feast" and point_in_time != "feast":
+        reason = f" (the sources {others} need it)" if others else ""
         raise ConfigurationError(
-            "the feast engine implements Feast's point-in-time semantics only; "
-            "pass --point-in-time feast"
+            f"{service.name}: the feast engine{reason} implements Feast's point-in-time "
+            "semantics only; pass --point-in-time feast"
         )
     return engine
 

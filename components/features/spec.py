@@ -1,4 +1,4 @@
-from components.spec import Artifact, ComponentSpec, Parameter
+from components.spec import REQUIRED, Artifact, ComponentSpec, Parameter
 
 SPEC = ComponentSpec(
     name="features",
@@ -24,7 +24,7 @@ SPEC = ComponentSpec(
         ),
     ),
     parameters=(
-        Parameter("feature_service", str, "", "Feast FeatureService to join (required)."),
+        Parameter("feature_service", str, REQUIRED, "Feast FeatureService to join."),
         Parameter(
             "feature_repo",
             str,
@@ -34,7 +34,7 @@ SPEC = ComponentSpec(
             resolve="os.path:abspath",
         ),
         Parameter("event_timestamp_column", str, "event_timestamp", "Entity rows' time column."),
-        Parameter("label_column", str, "", "Label column of the entity rows (required)."),
+        Parameter("label_column", str, REQUIRED, "Label column of the entity rows."),
         Parameter(
             "point_in_time",
             str,

@@ -8,14 +8,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from components.common.model_io import SAVED_MODEL_DIR, FeatureSpec
+from components.common.artifacts import (
+    BLESSING_FILE,
+    PUSHED_FILE,
+    SAVED_MODEL_DIR,
+    read_json_object,
+)
+from components.common.model_io import FeatureSpec
 from components.errors import ConfigurationError, GateFailed, InputDataError
-from components.push.champion import expected_champion
+from components.push.champion import expected_champion, open_registry
 from components.push.spec import DEFAULT_VERTEX_SERVING_IMAGE
-from components.push.vertex import VertexTarget
-
-PUSHED_FILE = "pushed.json"
-BLESSING_FILE = "blessing.json"
+from components.push.vertex import VertexModelUpload
 
 
 @dataclass
@@ -35,8 +38,8 @@ def run(
     model: str,
     evaluation: str,
     pushed: str,
+    model_name: str,
     registry: str = "mlflow",
-    model_name: str = "fraud_model",
     tracking_uri: str = "",
     vertex_project: str = "",
     vertex_location: str = "us-central1",
@@ -51,7 +54,7 @@ def run(
     started = time.perf_counter()
     if registry not in ("mlflow", "vertex"):
         raise ConfigurationError(f"registry must be 'mlflow' or 'vertex', got {registry!r}")
-    target = VertexTarget(
+    upload = VertexModelUpload(
         vertex_project,
         vertex_location,
         vertex_artifact_uri,
@@ -59,15 +62,32 @@ def run(
         vertex_api_endpoint,
     )
     if registry == "vertex":
-        target.check()  # a misconfigured target fails before anything is read or sent
+        upload.check()  # a misconfigured upload fails before anything is read or sent
     check_model_dir(Path(model))
     digest = content_hash(model)
     blessing_path = Path(evaluation) / BLESSING_FILE
     blessing = require_blessing(Path(evaluation), digest)
+    target = open_registry(
+        registry, model_name, tracking_uri, vertex_project, vertex_location, vertex_api_endpoint
+    )
+    expected = expected_champion(blessing, blessing_path, target)
     if registry == "mlflow":
-        result = push_mlflow(model, model_name, tracking_uri, digest, blessing, blessing_path)
+        published = target.publish(model, digest, expected)  # only ever a complete version
+        location, tracking = published.source, target.tracking_uri
     else:
-        result = push_vertex(target, model_name, digest, blessing, blessing_path)
+        published = target.publish(upload, digest, expected)
+        location, tracking = published.resource_name, None
+    result = Pushed(
+        registry=registry,
+        model_name=model_name,
+        version=published.version,
+        content_hash=digest,
+        reused=published.reused,
+        previous_champion=published.previous,
+        location=location,
+        tracking_uri=tracking,
+        seconds=0.0,
+    )
     result.seconds = round(time.perf_counter() - started, 3)
     out = Path(pushed)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,12 +104,7 @@ def check_model_dir(model: Path) -> None:
 def require_blessing(evaluation: Path, digest: str) -> dict[str, Any]:
     """The evaluation's blessing, if it blesses this very model; GateFailed otherwise."""
     path = evaluation / BLESSING_FILE
-    if not path.is_file():
-        raise InputDataError(f"{path}: not found; push needs the evaluate component's output")
-    try:
-        blessing = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputDataError(f"{path}: not valid JSON ({error})") from error
+    blessing = read_json_object(path, "evaluate")
     if blessing.get("blessed") is not True:
         reasons = blessing.get("reasons") or ["no reason recorded"]
         first = next((r for r in reasons if r.startswith("FAIL")), reasons[0])
@@ -101,54 +116,3 @@ def require_blessing(evaluation: Path, digest: str) -> dict[str, Any]:
             f"but the model to push has content {digest}"
         )
     return blessing
-
-
-def push_mlflow(
-    model: str,
-    model_name: str,
-    tracking_uri: str,
-    digest: str,
-    blessing: dict[str, Any],
-    blessing_path: Path,
-) -> Pushed:
-    from components.push.registry import Registry
-
-    registry = Registry(tracking_uri, model_name)
-    expected = expected_champion(blessing, blessing_path, registry)
-    published = registry.publish(model, digest, expected)  # only ever a complete version
-    return Pushed(
-        registry="mlflow",
-        model_name=model_name,
-        version=published.version,
-        content_hash=digest,
-        reused=published.reused,
-        previous_champion=published.previous,
-        location=published.source,
-        tracking_uri=registry.tracking_uri,
-        seconds=0.0,
-    )
-
-
-def push_vertex(
-    target: VertexTarget,
-    model_name: str,
-    digest: str,
-    blessing: dict[str, Any],
-    blessing_path: Path,
-) -> Pushed:
-    from components.push.vertex import VertexRegistry
-
-    registry = VertexRegistry(target.project, target.location, target.api_endpoint, model_name)
-    expected = expected_champion(blessing, blessing_path, registry)
-    uploaded = registry.publish(target, digest, expected)
-    return Pushed(
-        registry="vertex",
-        model_name=model_name,
-        version=uploaded.version,
-        content_hash=digest,
-        reused=uploaded.reused,
-        previous_champion=uploaded.previous,
-        location=uploaded.resource_name,
-        tracking_uri=None,
-        seconds=0.0,
-    )

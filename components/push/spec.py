@@ -1,8 +1,25 @@
-from components.spec import Artifact, ComponentSpec, Parameter
+from components.spec import REQUIRED, Artifact, ComponentSpec, Parameter
 
 # The newest TensorFlow CPU prediction image google-cloud-aiplatform lists; override it with
 # vertex_serving_image when a newer one is published for the TensorFlow the model was saved with.
 DEFAULT_VERTEX_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+
+# Which registry and model: evaluate judges against its champion, push replaces that champion
+# (and refuses a blessing judged against another), so both take these, declared once.
+REGISTRY_PARAMETERS = (
+    Parameter("registry", str, "mlflow", "Model registry.", choices=("mlflow", "vertex")),
+    Parameter("model_name", str, REQUIRED, "Registered model (Vertex display name)."),
+    Parameter(
+        "tracking_uri",
+        str,
+        "",
+        "MLflow tracking/registry URI; empty = embedded SQLite.",
+        resolve="components.common.tracking:resolve_tracking_uri",
+    ),
+    Parameter("vertex_project", str, "", "Google Cloud project (vertex)."),
+    Parameter("vertex_location", str, "us-central1", "Vertex AI region (vertex)."),
+    Parameter("vertex_api_endpoint", str, "", "Vertex AI API endpoint override; empty = regional."),
+)
 
 SPEC = ComponentSpec(
     name="push",
@@ -27,17 +44,7 @@ SPEC = ComponentSpec(
     ),
     outputs=(Artifact("pushed", "directory", "Output directory: pushed.json."),),
     parameters=(
-        Parameter("registry", str, "mlflow", "Where to publish.", choices=("mlflow", "vertex")),
-        Parameter("model_name", str, "fraud_model", "Registered model (Vertex display name)."),
-        Parameter(
-            "tracking_uri",
-            str,
-            "",
-            "MLflow tracking/registry URI; empty = embedded SQLite.",
-            resolve="components.common.tracking:resolve_tracking_uri",
-        ),
-        Parameter("vertex_project", str, "", "Google Cloud project (vertex)."),
-        Parameter("vertex_location", str, "us-central1", "Vertex AI region (vertex)."),
+        *REGISTRY_PARAMETERS,
         Parameter(
             "vertex_artifact_uri",
             str,
@@ -49,9 +56,6 @@ SPEC = ComponentSpec(
             str,
             DEFAULT_VERTEX_SERVING_IMAGE,
             "Serving container image (vertex).",
-        ),
-        Parameter(
-            "vertex_api_endpoint", str, "", "Vertex AI API endpoint override; empty = regional."
         ),
     ),
     returns=(Parameter("version", str, "", "The registry version now holding the model."),),

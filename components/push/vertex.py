@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.common.model_io import SAVED_MODEL_DIR
+from components.common.artifacts import SAVED_MODEL_DIR
 from components.errors import ConfigurationError, GateFailed
 from components.push.champion import ChampionRef, refuse_if_moved
 
@@ -19,7 +19,10 @@ DEFAULT_ALIAS = "default"  # what Vertex serves when no version is named
 
 
 @dataclass(frozen=True)
-class VertexTarget:
+class VertexModelUpload:
+    """What push sends to Vertex AI Model Registry: the staged model and its serving image,
+    in which project and region. (A pipeline job's target is `pipelines.vertex.VertexTarget`.)"""
+
     project: str
     location: str
     artifact_uri: str  # gs:// folder holding the model directory's files
@@ -113,7 +116,7 @@ class VertexRegistry:
             )
         return out
 
-    def publish(self, target: VertexTarget, digest: str, expected: str | None) -> Uploaded:
+    def publish(self, target: VertexModelUpload, digest: str, expected: str | None) -> Uploaded:
         """Upload a new version and make it the champion, only if the champion is still
         `expected`; GateFailed, champion unchanged, otherwise."""
         target.check()

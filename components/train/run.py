@@ -14,7 +14,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.common.model_io import SAVED_MODEL_DIR, FeatureSpec, to_signature_inputs
+from components.common.artifacts import (
+    SAVED_MODEL_DIR,
+    TRAINING_CURVES_FILE,
+    TRAINING_METRICS_FILE,
+    read_labelled_training_set,
+    validation_gate,
+)
+from components.common.model_io import FeatureSpec, to_signature_inputs
 from components.common.splits import TimeSplit, boundaries, time_split
 from components.common.tracking import log_run
 from components.errors import ConfigurationError, GateFailed, InputDataError
@@ -27,10 +34,6 @@ if TYPE_CHECKING:
     from components.features.run import FeaturesManifest
     from components.train.model import Preprocessing
 
-TRAINING_SET_FILE = "training_set.parquet"
-VALIDATION_SUMMARY_FILE = "summary.json"
-METRICS_FILE = "metrics.json"
-CURVES_FILE = "training_curves.png"
 CLASS_WEIGHTING = "output bias initialised to log(p/(1-p)) of the train split; no class weights"
 PREDICT_BATCH = 8192
 EARLY_STOPPING_PATIENCE = 2
@@ -103,7 +106,7 @@ def run(
     if not output_name:
         raise ConfigurationError("output_name: the serving output needs a name")
     manifest = load_manifest(Path(training_set))
-    frame = load_training_set(Path(training_set), manifest.label_column)
+    frame = read_labelled_training_set(Path(training_set), manifest.label_column)
     spec = derive_feature_spec(frame, manifest, output_name)
     split = time_split(frame, spec.timestamp, validation_fraction, test_fraction)
     check_both_classes(split, spec.label)
@@ -120,8 +123,8 @@ def run(
     metrics = training_metrics(trained, split, spec, hyper, final)
     metrics["split"] |= {"validation_fraction": validation_fraction, "test_fraction": test_fraction}
     metrics["seconds"] = round(time.perf_counter() - started, 3)
-    write_json(out / METRICS_FILE, metrics)
-    plot_curves(trained.history, trained.best_epoch, out / CURVES_FILE)
+    write_json(out / TRAINING_METRICS_FILE, metrics)
+    plot_curves(trained.history, trained.best_epoch, out / TRAINING_CURVES_FILE)
 
     run_id = log_run(
         tracking_uri,
@@ -134,7 +137,7 @@ def run(
     )
     # The run id cannot be inside the copy MLflow stores; the local file gets it afterwards.
     metrics["mlflow_run_id"] = run_id
-    write_json(out / METRICS_FILE, metrics)
+    write_json(out / TRAINING_METRICS_FILE, metrics)
     return TrainResult(
         model_dir=str(out.resolve()),
         saved_model_dir=str((out / SAVED_MODEL_DIR).resolve()),
@@ -153,21 +156,9 @@ def run(
 
 def check_validation_gate(validation_dir: Path) -> None:
     """Train only on data the validate component passed."""
-    path = validation_dir / VALIDATION_SUMMARY_FILE
-    if not path.is_file():
-        raise InputDataError(f"{path}: validation summary not found; run validate first")
-    try:
-        summary = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputDataError(f"{path}: not valid JSON ({error})") from error
-    passed = summary.get("passed") if isinstance(summary, dict) else None
-    if not isinstance(passed, bool):
-        raise InputDataError(f"{path}: field 'passed' must be true or false, got {passed!r}")
-    if not passed:
-        failures = summary.get("failures") or []
-        shown = "; ".join(str(f) for f in failures[:5]) or "no failures listed"
-        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
-        raise GateFailed(f"validation did not pass ({path}): {shown}{more}")
+    verdict = validation_gate(validation_dir)
+    if not verdict.passed:
+        raise GateFailed(verdict.reason)
 
 
 def parse_hidden_units(text: str) -> tuple[int, ...]:
@@ -189,29 +180,6 @@ def check_hyperparameters(hyper: Hyperparameters) -> None:
         raise ConfigurationError(f"batch_size must be >= 1, got {hyper.batch_size}")
     if not hyper.learning_rate > 0:
         raise ConfigurationError(f"learning_rate must be > 0, got {hyper.learning_rate}")
-
-
-def load_training_set(training_set_dir: Path, label_column: str) -> pd.DataFrame:
-    import pandas as pd
-
-    path = training_set_dir / TRAINING_SET_FILE
-    if not path.is_file():
-        raise InputDataError(f"{path}: training set not found")
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as error:  # pyarrow raises several types for unreadable files
-        raise InputDataError(f"{path}: not a readable Parquet file ({error})") from error
-    if label_column not in frame.columns:
-        raise InputDataError(f"{path}: label column {label_column!r} is missing")
-    label = frame[label_column]
-    if label.isna().any():
-        raise InputDataError(
-            f"{path}: label column {label_column!r} has {label.isna().sum()} nulls"
-        )
-    if not label.isin([0, 1]).all():
-        bad = label[~label.isin([0, 1])].unique()[:5].tolist()
-        raise InputDataError(f"{path}: label column {label_column!r} must be 0/1; found {bad}")
-    return frame
 
 
 def derive_feature_spec(

@@ -86,9 +86,7 @@ def _type(rule: str, kwargs: dict, result: Result) -> str:
 
 
 def _nulls(rule: str, kwargs: dict, result: Result) -> str:
-    allowed = (1 - kwargs.get("mostly", 1.0)) * 100
-    limit = f"at most {allowed:.3g}% allowed" if allowed > 0 else "none allowed"
-    return f"{_count(result)} values null ({_percent(result)}), {limit}"
+    return f"{_count(result)} values null ({_percent(result)}), {_tolerance(kwargs)}"
 
 
 def _between(rule: str, kwargs: dict, result: Result) -> str:
@@ -96,10 +94,14 @@ def _between(rule: str, kwargs: dict, result: Result) -> str:
 
 
 def _in_set(rule: str, kwargs: dict, result: Result) -> str:
-    allowed = (1 - kwargs.get("mostly", 1.0)) * 100
-    limit = f"at most {allowed:.3g}% allowed" if allowed > 0 else "none allowed"
-    share = _percent(result)
+    share, limit = _percent(result), _tolerance(kwargs)
     return f"{_count(result)} values ({share}) not in the allowed set{_examples(result)}; {limit}"
+
+
+def _tolerance(kwargs: dict) -> str:
+    """What share of unexpected values the rule's `mostly` allows."""
+    allowed = (1 - kwargs.get("mostly", 1.0)) * 100
+    return f"at most {allowed:.3g}% allowed" if allowed > 0 else "none allowed"
 
 
 def _unique(rule: str, kwargs: dict, result: Result) -> str:

@@ -33,8 +33,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.common.artifacts import TRAINING_SET_FILE, read_training_table
 from components.errors import ConfigurationError, InputDataError
-from components.features.run import TRAINING_SET_FILE
 from components.validate.suite import SuiteFile, load_suite
 
 if TYPE_CHECKING:
@@ -134,10 +134,10 @@ def is_proposed(entry: Any) -> bool:
 def profile(path: Path, roles: Roles, settings: ProposalSettings) -> Reference:
     """Statistics of every numeric feature of one reference training set."""
     from components.features.run import content_fingerprint
-    from components.validate.run import nullable_frame, read_table
+    from components.validate.run import nullable_frame
     from components.validate.statistics import numeric_columns
 
-    table = read_table(path)
+    table = read_training_table(path)
     frame = nullable_frame(table)
     columns = {
         name: _column_profile(path, name, frame[name], settings)

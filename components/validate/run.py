@@ -16,8 +16,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.errors import ConfigurationError, GateFailed, InputDataError
-from components.features.run import TRAINING_SET_FILE
+from components.common.artifacts import (
+    STATISTICS_FILE,
+    TRAINING_SET_FILE,
+    VALIDATION_REPORT_FILE,
+    VALIDATION_RESULT_FILE,
+    VALIDATION_SUMMARY_FILE,
+    read_training_table,
+)
+from components.errors import ConfigurationError, GateFailed
 from components.lineage import content_hash
 from components.validate.failures import Failure, failures
 from components.validate.suite import load_suite
@@ -26,11 +33,6 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-DEFAULT_SUITE = "feature_repo/expectations/fraud_model_v1.json"
-RESULT_FILE = "result.json"
-REPORT_FILE = "report.html"
-STATISTICS_FILE = "statistics.json"
-SUMMARY_FILE = "summary.json"
 SCHEMA_ROWS = 1000
 
 
@@ -52,7 +54,7 @@ class ValidationSummary:
 def run(
     training_set: str,
     validation: str,
-    suite: str = DEFAULT_SUITE,
+    suite: str,
     as_of: str = "",
     max_unseen_category_fraction: float = 0.01,
 ) -> ValidationSummary:
@@ -70,7 +72,7 @@ def run(
     suite_file = load_suite(Path(suite))
     expectations = build_expectations(suite_file)  # a bad suite fails before the data is read
     data_path = Path(training_set) / TRAINING_SET_FILE
-    values, schema = _frames(read_table(data_path))
+    values, schema = _frames(read_training_table(data_path))
     parameters = {
         **suite_file.config.get("suite_parameters", {}),  # the suite's own defaults
         "as_of": reference_time.isoformat(),
@@ -91,10 +93,10 @@ def run(
     statistics = column_statistics(values, suite_file.roles)
     out_dir = Path(validation)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / RESULT_FILE, result)
+    _write_json(out_dir / VALIDATION_RESULT_FILE, result)
     _write_json(out_dir / STATISTICS_FILE, statistics)
-    (out_dir / REPORT_FILE).write_text(render_report(result, _report_header(summary)))
-    _write_json(out_dir / SUMMARY_FILE, asdict(summary))
+    (out_dir / VALIDATION_REPORT_FILE).write_text(render_report(result, _report_header(summary)))
+    _write_json(out_dir / VALIDATION_SUMMARY_FILE, asdict(summary))
     if summary.failures:
         raise GateFailed(_gate_message(summary, out_dir))
     return summary
@@ -114,18 +116,7 @@ def parse_as_of(text: str) -> datetime:
 def read_training_set(path: Path) -> pd.DataFrame:
     """The training set with pandas' nullable dtypes: an integer column with missing values
     stays an integer column, and writing the frame back keeps the stored types."""
-    return nullable_frame(read_table(path))
-
-
-def read_table(path: Path) -> pa.Table:
-    import pyarrow.parquet as pq
-
-    if not path.is_file():
-        raise InputDataError(f"{path}: training set not found (the features component writes it)")
-    try:
-        return pq.read_table(path)
-    except Exception as error:  # pyarrow raises several types for unreadable files
-        raise InputDataError(f"{path}: not a readable Parquet file ({error})") from error
+    return nullable_frame(read_training_table(path))
 
 
 def nullable_frame(table: pa.Table) -> pd.DataFrame:
@@ -158,7 +149,7 @@ def _frames(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _gate_message(summary: ValidationSummary, out_dir: Path) -> str:
     first = summary.failures[0].message
-    return f"{first} ({len(summary.failures)} failed; see {out_dir / REPORT_FILE})"
+    return f"{first} ({len(summary.failures)} failed; see {out_dir / VALIDATION_REPORT_FILE})"
 
 
 def _report_header(summary: ValidationSummary) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-from components.spec import Artifact, ComponentSpec, Parameter
+from components.spec import REQUIRED, Artifact, ComponentSpec, Parameter
 
 SPEC = ComponentSpec(
     name="validate",
@@ -31,11 +31,7 @@ SPEC = ComponentSpec(
     ),
     parameters=(
         Parameter(
-            "suite",
-            str,
-            "feature_repo/expectations/fraud_model_v1.json",
-            "Expectation suite (GX ExpectationSuite JSON).",
-            file=True,
+            "suite", str, REQUIRED, "Expectation suite (GX ExpectationSuite JSON).", file=True
         ),
         Parameter(
             "as_of",

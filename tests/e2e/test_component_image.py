@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE_ARGS, ROOT, uv_command
+from conftest import EXAMPLE_ARGS, EXPECTATION_SUITE, MODEL_NAME, ROOT, uv_command
 from image_env import REQUIREMENTS, image_env  # noqa: F401  (the shared fixture)
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ def test_every_component_runs_from_the_image_environment(image_env, workspace, t
             "--validation",
             str(work / "validation"),
             "--suite",
-            str(ROOT / "feature_repo" / "expectations" / "fraud_model_v1.json"),
+            str(EXPECTATION_SUITE),
             "--as-of",
             "2026-11-01T00:00:00+00:00",
         ],
@@ -98,6 +98,8 @@ def test_every_component_runs_from_the_image_environment(image_env, workspace, t
             str(work / "validation"),
             "--evaluation",
             str(work / "evaluation"),
+            "--model-name",
+            MODEL_NAME,
             "--tracking-uri",
             str(tmp_path / "mlflow.db"),
         ],
@@ -108,6 +110,8 @@ def test_every_component_runs_from_the_image_environment(image_env, workspace, t
             str(work / "evaluation"),
             "--pushed",
             str(work / "pushed"),
+            "--model-name",
+            MODEL_NAME,
             "--tracking-uri",
             str(tmp_path / "mlflow.db"),
         ],

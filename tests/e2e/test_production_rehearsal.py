@@ -6,8 +6,11 @@ kfp.local (kfp.components.load_component_from_file, tests/e2e/rehearsal_runner.p
 task in an empty working directory with the IR's container env, the project imported only from
 the built wheel in the image's environment, the feature repo at its in-image layout
 (`<tmp>/opt/portside` stands in for `/opt/portside`) with the image's feature_store.yaml, the
-Feast registry in PostgreSQL, the online store in Redis, and MLflow as a real `mlflow server`
-(PostgreSQL backend). Two runs: the second is judged against the champion the first pushed.
+offline sources outside the image (`<tmp>/object-storage/sources` stands in for a bucket; the
+repo applied with PORTSIDE_FEATURE_SOURCES and the profile's `feast.sources` set to it, as a
+deploy step does), the Feast registry in PostgreSQL, the online store in Redis, and MLflow as a
+real `mlflow server` (PostgreSQL backend). Two runs: the second is judged against the champion
+the first pushed.
 """
 
 from __future__ import annotations
@@ -50,16 +53,25 @@ def feast_project():
     drop_database(database)
 
 
-def _in_image_layout(prefix: Path, sources: Path, project: str) -> Path:
-    """What deploy/component.Dockerfile puts under /opt/portside, plus the offline sources."""
+def _in_image_layout(prefix: Path, project: str) -> Path:
+    """What deploy/component.Dockerfile puts under /opt/portside: the repo, no data."""
     repo = prefix / "feature_repo"
     shutil.copytree(ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("__pycache__"))
     config = (ROOT / "deploy" / "feast" / "feature_store.yaml").read_text()
     (repo / "feature_store.yaml").write_text(
         config.replace("project: portside", f"project: {project}")
     )
-    shutil.copytree(sources, prefix / "data" / "sources")
     return repo
+
+
+def _registered_paths(repo: Path, feast_env: dict[str, str], monkeypatch) -> set[str]:
+    """The offline source paths the SQL registry holds for the repo's batch views."""
+    from feast import FeatureStore
+
+    for name, value in feast_env.items():  # the image's feature_store.yaml reads them
+        monkeypatch.setenv(name, value)
+    store = FeatureStore(repo_path=str(repo))
+    return {view.batch_source.path for view in store.list_feature_views()}
 
 
 def _run_compiled(venv: Path, template: Path, root: Path, **parameters) -> dict:
@@ -87,15 +99,26 @@ def test_compiled_pipeline_runs_as_the_image_runs_it(
     workspace,
     feast_project,
     tmp_path,
+    monkeypatch,
 ):
     from mlflow.tracking import MlflowClient
 
     started = time.perf_counter()
     database, project = feast_project
     prefix = tmp_path / "opt" / "portside"  # stands in for /opt/portside
-    repo = _in_image_layout(prefix, workspace.sources, project)
+    repo = _in_image_layout(prefix, project)
+    # Outside the image, where nothing defaults to: the registry's paths are the only way there.
+    sources = tmp_path / "object-storage" / "sources"
+    shutil.copytree(workspace.sources, sources)
     feast_env = {"FEAST_REGISTRY_URL": f"{POSTGRES}/{database}", "FEAST_REDIS_CONNECTION": REDIS}
-    run_checked([str(image_env / "bin" / "feast"), "apply"], repo, image_environ(**feast_env))
+    # The deploy step: apply the image's repo with the profile's source location.
+    apply_env = image_environ(**feast_env, PORTSIDE_FEATURE_SOURCES=str(sources))
+    run_checked([str(image_env / "bin" / "feast"), "apply"], repo, apply_env)
+    assert _registered_paths(repo, feast_env, monkeypatch) == {
+        str(sources / "user_profiles.parquet"),
+        str(sources / "user_daily_aggregates.parquet"),
+    }
+    assert not (prefix / "data").exists()
 
     template = tmp_path / "training.yaml"
     overrides = {
@@ -103,6 +126,7 @@ def test_compiled_pipeline_runs_as_the_image_runs_it(
         "PORTSIDE_IMAGE__EXPECTATION_SUITE": str(repo / "expectations" / "fraud_model_v1.json"),
         "PORTSIDE_FEAST__REGISTRY_URL": feast_env["FEAST_REGISTRY_URL"],
         "PORTSIDE_FEAST__REDIS_CONNECTION": REDIS,
+        "PORTSIDE_FEAST__SOURCES": str(sources),
         "PORTSIDE_REGISTRY__TRACKING_URI": mlflow_server_url,
     }
     profile = ROOT / "deploy" / "profiles" / "production.yaml"
@@ -112,7 +136,7 @@ def test_compiled_pipeline_runs_as_the_image_runs_it(
         env=image_environ(**overrides, PATH=f"{BIN}:{image_environ()['PATH']}"),
     )
     common = {
-        "entity_rows_uri": str(prefix / "data" / "sources" / "transactions.parquet"),
+        "entity_rows_uri": str(sources / "transactions.parquet"),
         "as_of": DATA_END.isoformat(),
         "epochs": 2,
     }
@@ -129,6 +153,7 @@ def test_compiled_pipeline_runs_as_the_image_runs_it(
         assert components == ["features", "validate", "train", "evaluate", "push"]
         for task in run["tasks"]:
             assert task["env"]["FEAST_REGISTRY_URL"] == feast_env["FEAST_REGISTRY_URL"]
+            assert task["env"]["PORTSIDE_FEATURE_SOURCES"] == str(sources)
             assert task["left_in_cwd"] == [], task  # nothing written into the container's cwd
     assert first["blessing"]["first_run"] is True and first["blessing"]["champion"] is None
     assert first["pushed"]["version"] == "1"

@@ -251,14 +251,15 @@ def test_entrypoint_reports_bad_input_on_one_line_with_exit_code_1(workspace, tm
 
 def test_feature_service_and_label_have_no_default(workspace, tmp_path):
     path = _write(_entity_rows(workspace, n=5), tmp_path / "e.parquet")
+    repo = str(workspace.repo)
     with pytest.raises(ConfigurationError, match="--feature-service, --label-column: required"):
-        build(path, str(tmp_path / "o"), feature_repo=str(workspace.repo))
+        build(path, str(tmp_path / "o"), "", "", feature_repo=repo)
     with pytest.raises(ConfigurationError, match="^--label-column: required"):
-        build(path, str(tmp_path / "o"), FEATURE_SERVICE, str(workspace.repo))
+        build(path, str(tmp_path / "o"), FEATURE_SERVICE, "", feature_repo=repo)
     args = ["--entity-rows", path, "--training-set", str(tmp_path / "o")]
-    done = run_component("features", *args, "--feature-repo", str(workspace.repo))
-    assert done.returncode == 1
-    assert "ConfigurationError: --feature-service, --label-column" in done.stderr
+    done = run_component("features", *args, "--feature-repo", repo)
+    assert done.returncode == 2  # a usage error: the entrypoint has no value to fall back on
+    assert "required: --feature-service, --label-column" in done.stderr
     assert not (tmp_path / "o" / TRAINING_SET_FILE).exists()
 
 

@@ -180,7 +180,11 @@ def test_scale_out_custom_job_runs_as_the_profiles_account_network_and_key(profi
     }
     container = pools[0]["container_spec"]
     assert container["image_uri"] == component_image()
-    assert {e["name"] for e in container["env"]} == {"FEAST_REGISTRY_URL", "FEAST_REDIS_CONNECTION"}
+    assert {e["name"] for e in container["env"]} == {
+        "FEAST_REGISTRY_URL",
+        "FEAST_REDIS_CONNECTION",
+        "PORTSIDE_FEATURE_SOURCES",
+    }
     assert train["service_account"]["defaultValue"] == profile.vertex.service_account
     assert train["network"]["defaultValue"] == profile.vertex.network
     assert train["encryption_spec_key_name"]["defaultValue"] == profile.vertex.encryption_key

@@ -100,9 +100,10 @@ def test_environment_overrides_the_profile_when_loaded():
     assert profile.pipeline_defaults().vertex_location == "us-east1"
 
 
-@pytest.mark.parametrize(
-    "tracking_uri", ["", "sqlite:///data/mlflow/mlflow.db", "file:///tmp/mlruns", "mlruns"]
-)
+CONTAINER_LOCAL = ["", "sqlite:///data/mlflow/mlflow.db", "file:///tmp/mlruns", "mlruns"]
+
+
+@pytest.mark.parametrize("tracking_uri", CONTAINER_LOCAL)
 def test_a_container_local_registry_is_refused_naming_the_setting(tracking_uri):
     from components.errors import ConfigurationError
     from pipelines.profile import load_profile
@@ -110,9 +111,59 @@ def test_a_container_local_registry_is_refused_naming_the_setting(tracking_uri):
     environ = {"PORTSIDE_REGISTRY__TRACKING_URI": tracking_uri}
     with pytest.raises(ConfigurationError, match=r"production\.yaml: registry\.tracking_uri"):
         load_profile(PROFILE, environ=environ)
-    # With the Vertex AI Model Registry, no MLflow server is needed.
-    vertex = load_profile(PROFILE, environ={**environ, "PORTSIDE_REGISTRY__KIND": "vertex"})
-    assert vertex.pipeline_defaults().registry == "vertex"
+
+
+@pytest.mark.parametrize("tracking_uri", CONTAINER_LOCAL)
+def test_vertex_needs_a_shared_tracking_server_for_the_runs(tracking_uri):
+    from components.errors import ConfigurationError
+    from pipelines.profile import load_profile
+
+    # Vertex holds the models, but train's and evaluate's MLflow runs would stay in the pod.
+    environ = {"PORTSIDE_REGISTRY__KIND": "vertex", "PORTSIDE_REGISTRY__TRACKING_URI": tracking_uri}
+    with pytest.raises(
+        ConfigurationError, match=r"production\.yaml: registry\.tracking_uri: "
+    ) as e:
+        load_profile(PROFILE, environ=environ)
+    assert "train's and evaluate's MLflow runs would vanish with the pod" in str(e.value)
+    shared = {**environ, "PORTSIDE_REGISTRY__TRACKING_URI": "https://mlflow.example"}
+    assert load_profile(PROFILE, environ=shared).pipeline_defaults().registry == "vertex"
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "vertex"])
+def test_a_profile_without_a_tracking_uri_is_refused(tmp_path, kind):
+    import yaml
+
+    from components.errors import ConfigurationError
+    from pipelines.profile import load_profile
+
+    base = yaml.safe_load(PROFILE.read_text())
+    base["registry"] = {"kind": kind, "model_name": "m"}  # tracking_uri left out
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(base))
+    with pytest.raises(ConfigurationError, match=r"profile\.yaml: registry\.tracking_uri: "):
+        load_profile(path, environ={})
+
+
+@pytest.mark.parametrize("command", ["compile", "submit", "schedule"])
+def test_compile_submit_and_schedule_refuse_vertex_without_a_tracking_uri(tmp_path, command):
+    env = {
+        **os.environ,
+        "PORTSIDE_REGISTRY__KIND": "vertex",
+        "PORTSIDE_REGISTRY__TRACKING_URI": "",
+    }
+    rows = ["--entity-rows", "gs://b/rows.parquet", "--work-dir", str(tmp_path)]
+    args = {
+        "compile": ["-o", str(tmp_path / "training.yaml")],
+        "submit": [*rows, "--dry-run"],
+        "schedule": [*rows, "--cron", "0 3 * * *"],
+    }[command]
+    done = run_command([str(BIN / "portside"), command, "--profile", str(PROFILE), *args], env=env)
+    assert done.returncode == 1, done.stderr
+    assert (
+        "production.yaml: registry.tracking_uri: tracking_uri '' is inside the task's container"
+        in done.stderr
+    )
+    assert not (tmp_path / "training.yaml").exists()
 
 
 @pytest.mark.parametrize(
@@ -121,6 +172,7 @@ def test_a_container_local_registry_is_refused_naming_the_setting(tracking_uri):
         ("image: {feature_repo: feature_repo}", "image.feature_repo: 'feature_repo' must be an"),
         ("registry: {kind: mlflow, tracking_uri: https://m, colour: blue}", "registry.colour"),
         ("feast: {registry_url: ../data/feast/registry.db}", "feast.registry_url"),
+        ("feast: {sources: ''}", "feast.sources: empty; set it to where the offline sources"),
         ("- a list", "a mapping of sections"),
     ],
 )
@@ -153,3 +205,33 @@ def test_compile_refuses_a_container_local_registry(tmp_path):
     assert done.returncode == 1
     assert "registry.tracking_uri: tracking_uri 'sqlite:///mlflow.db'" in done.stderr
     assert not out.exists()
+
+
+def test_the_source_location_is_compiled_onto_every_task(tmp_path):
+    import yaml
+
+    from components.registry import component_names
+    from pipelines.compile import compile_pipeline
+    from pipelines.profile import load_profile
+
+    profile = load_profile(PROFILE, environ={"PORTSIDE_FEAST__SOURCES": "bigquery://proj.feast"})
+    assert profile.feast.sources == "bigquery://proj.feast"
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "training.yaml", profile).read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    for name in component_names():
+        env = {e["name"]: e["value"] for e in executors[f"exec-{name}"]["container"]["env"]}
+        assert env["PORTSIDE_FEATURE_SOURCES"] == "bigquery://proj.feast", name
+
+
+def test_a_profile_without_a_source_location_is_refused(tmp_path):
+    import yaml
+
+    from components.errors import ConfigurationError
+    from pipelines.profile import load_profile
+
+    base = yaml.safe_load(PROFILE.read_text())
+    del base["feast"]["sources"]
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(base))
+    with pytest.raises(ConfigurationError, match=r"profile\.yaml: feast\.sources: Field required"):
+        load_profile(path, environ={})

@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BIN, ROOT, run_command, run_component, write_validation_summary
+from conftest import (
+    BIN,
+    MODEL_NAME,
+    ROOT,
+    run_command,
+    run_component,
+    write_validation_summary,
+)
 from mlflow_server import mlflow_server_url  # noqa: F401  (the fixture)
 from vertex_loopback import LOCATION, Loopback, ModelRegistry, ObjectStore
 
@@ -60,7 +67,9 @@ def model(training_set, db, tmp_path_factory):
     write_validation_summary(root / "validation", passed=True)
     args = (str(training_set), str(root / "validation"))
     train(*args, str(root / "model"), epochs=2, tracking_uri=str(db))
-    result = evaluate(str(root / "model"), *args, str(root / "evaluation"), tracking_uri=str(db))
+    result = evaluate(
+        str(root / "model"), *args, str(root / "evaluation"), MODEL_NAME, tracking_uri=str(db)
+    )
     assert result.blessed, result.reasons
     return root / "model", root / "evaluation"
 
@@ -605,12 +614,12 @@ def vertex(monkeypatch):
 def _vertex_registry(vertex: VertexLoopback):
     from components.push.vertex import VertexRegistry
 
-    return VertexRegistry(PROJECT, REGION, vertex.server.url, "fraud_model")
+    return VertexRegistry(PROJECT, REGION, vertex.server.url, MODEL_NAME)
 
 
 VERTEX_PARAMS = {
     "registry": "vertex",
-    "model_name": "fraud_model",
+    "model_name": MODEL_NAME,
     "vertex_project": PROJECT,
     "vertex_location": REGION,
 }
@@ -632,7 +641,7 @@ def test_vertex_upload_through_the_real_client(model, vertex, tmp_path):
     upload_path = r"/v1/projects/proj-1/locations/europe-west4/models:upload"
     (request,) = vertex.server.find("POST", upload_path)
     sent = request.body["model"]
-    assert sent["displayName"] == "fraud_model"
+    assert sent["displayName"] == MODEL_NAME
     assert sent["artifactUri"] == "gs://ml-artifacts/runs/42/model/saved_model"
     assert sent["containerSpec"]["imageUri"] == DEFAULT_VERTEX_SERVING_IMAGE
     assert sent["labels"] == {"content_hash": content_hash(model[0])[:63]}
@@ -671,7 +680,7 @@ def test_vertex_evaluate_compares_against_the_vertex_champion_and_push_swaps_it(
     assert blessing["registry"] == {
         "kind": "vertex",
         "uri": f"projects/{PROJECT}/locations/{REGION}",
-        "model_name": "fraud_model",
+        "model_name": MODEL_NAME,
     }
     assert blessing["champion"]["version"] == "1"
     assert blessing["champion"]["content_hash"] == content_hash(model[0])[:63]

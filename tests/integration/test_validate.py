@@ -7,30 +7,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA_END, NUMERIC_FEATURES, ROOT, run_component
+from conftest import DATA_END, EXPECTATION_SUITE, NUMERIC_FEATURES, run_component
 from corruptions import CORRUPTIONS, SCALINGS, write_training_set
 
-from components.errors import ConfigurationError, GateFailed, InputDataError
-from components.validate.run import (
-    REPORT_FILE,
-    RESULT_FILE,
+from components.common.artifacts import (
     STATISTICS_FILE,
-    SUMMARY_FILE,
-    read_training_set,
-    run,
+    VALIDATION_REPORT_FILE,
+    VALIDATION_RESULT_FILE,
+    VALIDATION_SUMMARY_FILE,
 )
+from components.errors import ConfigurationError, GateFailed, InputDataError
+from components.validate.run import read_training_set, run
 from components.validate.statistics import numeric_columns
 from components.validate.suite import load_suite
 
 pytestmark = pytest.mark.integration
 
-SUITE = ROOT / "feature_repo" / "expectations" / "fraud_model_v1.json"
 AS_OF = DATA_END.isoformat()  # the generated data ends here: fresh
-OUTPUTS = (RESULT_FILE, REPORT_FILE, STATISTICS_FILE, SUMMARY_FILE)
+OUTPUTS = (VALIDATION_RESULT_FILE, VALIDATION_REPORT_FILE, STATISTICS_FILE, VALIDATION_SUMMARY_FILE)
 
 
 def _validate(training_set: Path, out: Path, **options):
-    return run(str(training_set), str(out), suite=str(SUITE), as_of=AS_OF, **options)
+    return run(str(training_set), str(out), suite=str(EXPECTATION_SUITE), as_of=AS_OF, **options)
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +44,11 @@ def good_validation(good_training_set, tmp_path_factory) -> Path:
 
 
 def test_good_training_set_passes(good_training_set, good_validation):
-    summary = json.loads((good_validation / SUMMARY_FILE).read_text())
+    summary = json.loads((good_validation / VALIDATION_SUMMARY_FILE).read_text())
     assert summary["passed"] is True and summary["failures"] == []
-    assert summary["evaluated"] == len(json.loads(SUITE.read_text())["expectations"])
-    assert json.loads((good_validation / RESULT_FILE).read_text())["success"] is True
-    assert "PASSED" in (good_validation / REPORT_FILE).read_text()
+    assert summary["evaluated"] == len(json.loads(EXPECTATION_SUITE.read_text())["expectations"])
+    assert json.loads((good_validation / VALIDATION_RESULT_FILE).read_text())["success"] is True
+    assert "PASSED" in (good_validation / VALIDATION_REPORT_FILE).read_text()
 
 
 def test_outputs_are_deterministic(good_training_set, good_validation, tmp_path):
@@ -95,19 +93,19 @@ def test_corruption_fails_the_gate_naming_column_and_rule(name, good_training_se
     assert corruption.rule in message and "\n" not in message
     if corruption.column is not None:
         assert repr(corruption.column) in message
-    assert f"see {tmp_path / 'validation' / REPORT_FILE}" in message
+    assert f"see {tmp_path / 'validation' / VALIDATION_REPORT_FILE}" in message
     for output in OUTPUTS:  # written before the gate closed
         assert (tmp_path / "validation" / output).is_file(), output
-    summary = json.loads((tmp_path / "validation" / SUMMARY_FILE).read_text())
+    summary = json.loads((tmp_path / "validation" / VALIDATION_SUMMARY_FILE).read_text())
     assert summary["passed"] is False
     assert summary["failures"][0]["rule"] == corruption.rule
     assert summary["failures"][0]["message"] in message
-    assert "FAILED" in (tmp_path / "validation" / REPORT_FILE).read_text()
+    assert "FAILED" in (tmp_path / "validation" / VALIDATION_REPORT_FILE).read_text()
 
 
 def test_every_numeric_feature_is_scaled_by_a_corruption(good_training_set):
     frame = read_training_set(good_training_set / "training_set.parquet")
-    assert numeric_columns(frame, load_suite(SUITE).roles) == list(NUMERIC_FEATURES)
+    assert numeric_columns(frame, load_suite(EXPECTATION_SUITE).roles) == list(NUMERIC_FEATURES)
 
 
 @pytest.mark.parametrize("name", sorted(SCALINGS))
@@ -119,7 +117,7 @@ def test_scaled_feature_fails_the_gate_naming_column_and_rule(name, good_trainin
     with pytest.raises(GateFailed) as caught:
         _validate(corrupted, tmp_path / "validation")
     assert str(caught.value).startswith(f"column {corruption.column!r}: ")
-    summary = json.loads((tmp_path / "validation" / SUMMARY_FILE).read_text())
+    summary = json.loads((tmp_path / "validation" / VALIDATION_SUMMARY_FILE).read_text())
     assert {f["column"] for f in summary["failures"]} == {corruption.column}
     failed = {f["rule"]: f["message"] for f in summary["failures"]}
     assert "expect_column_values_to_be_of_type" not in failed  # the scaling keeps the type
@@ -134,7 +132,7 @@ def _cli_args(training_set: Path, out: Path) -> list[str]:
     return [
         "validate",
         *("--training-set", str(training_set), "--validation", str(out)),
-        *("--suite", str(SUITE), "--as-of", AS_OF),
+        *("--suite", str(EXPECTATION_SUITE), "--as-of", AS_OF),
     ]
 
 
@@ -162,7 +160,7 @@ def test_missing_training_set_names_the_path(tmp_path):
 
 
 def test_invalid_expectation_in_suite_is_a_configuration_error(good_training_set, tmp_path):
-    suite = json.loads(SUITE.read_text())
+    suite = json.loads(EXPECTATION_SUITE.read_text())
     suite["expectations"].append({"type": "expect_column_values_to_be_between", "kwargs": {}})
     path = tmp_path / "suite.json"
     path.write_text(json.dumps(suite))

@@ -162,10 +162,14 @@ def test_a_job_that_would_push_inside_its_container_is_refused(vertex, template,
     with pytest.raises(ConfigurationError, match="tracking_uri"):
         cron = "0 3 * * *"
         schedule(_target(vertex), template, parameters, "x", cron, credentials=_credentials())
-    assert vertex.requests == []
-    # the Vertex AI Model Registry needs no MLflow server
+    # with the Vertex AI Model Registry, train's and evaluate's runs would still be lost
     parameters["registry"] = "vertex"
+    with pytest.raises(ConfigurationError, match="runs would vanish with the pod"):
+        submit(_target(vertex), template, parameters, "x", credentials=_credentials())
+    assert vertex.requests == []
+    parameters["tracking_uri"] = "https://mlflow.example.internal"
     submit(_target(vertex), template, parameters, "x", credentials=_credentials())
+    assert len(vertex.find("POST", LOCATION + r"/pipelineJobs")) == 1
 
 
 def test_service_errors_become_clear_messages(template, monkeypatch):

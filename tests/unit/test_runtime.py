@@ -263,6 +263,40 @@ def test_an_empty_tracking_uri_keys_by_the_database_it_resolves_to(
     assert cache_key(spec, {}, {"tracking_uri": f"sqlite:///{database}"}, code) == keys["b"]
 
 
+def test_no_parameter_defaults_to_the_worked_examples_names():
+    from components.registry import component_names, get_spec
+
+    example = ("fraud", "user_id", "transaction_id")
+    for name in component_names():
+        for param in get_spec(name).parameters:
+            assert not any(word in str(param.default) for word in example), (name, param.name)
+
+
+@pytest.mark.parametrize(
+    ("component", "flags"),
+    [
+        ("features", ["--feature-service", "--label-column"]),
+        ("validate", ["--suite"]),
+        ("evaluate", ["--model-name"]),
+        ("push", ["--model-name"]),
+    ],
+)
+def test_the_entrypoint_requires_the_names_only_the_caller_knows(component, flags, capsys):
+    from components.__main__ import main
+    from components.registry import get_spec
+
+    spec = get_spec(component)
+    assert {p.name for p in spec.parameters if p.required} == {
+        f.removeprefix("--").replace("-", "_") for f in flags
+    }
+    artifacts = [a.name for a in (*spec.inputs, *spec.outputs)]
+    argv = [component, *(x for a in artifacts for x in (f"--{a.replace('_', '-')}", "p"))]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"required: {', '.join(flags)}")
+
+
 def _foreign(tmp_path: Path) -> Path:
     foreign = tmp_path / "runs" / "x"
     (foreign / "training_set").mkdir(parents=True)
