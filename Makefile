@@ -17,9 +17,11 @@ setup:  ## create/refresh the main environment (.venv, Python 3.11) from uv.lock
 	$(UV) sync --frozen --all-extras --python 3.11 --quiet
 	@mkdir -p data
 
+# Each command prints a few summary lines; `portside run --local --verbose` shows kfp.local's
+# and the tasks' logs (always kept in the run folder's logs/).
 demo: setup  ## generate data, feast apply, materialize, run the training pipeline locally, predict online
 	$(PORTSIDE) data generate --transactions $(DEMO_TRANSACTIONS) --out data/sources
-	cd feature_repo && ../.venv/bin/feast apply
+	$(PORTSIDE) features apply --repo feature_repo
 	$(PORTSIDE) features materialize --incremental
 	$(PORTSIDE) run --local
 	$(PORTSIDE) predict --user-id 1 2 3 --amount 250 --merchant-category electronics

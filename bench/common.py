@@ -1,11 +1,18 @@
-"""Shared helpers: data and Feast repo copies, per-case subprocess measurement, tables.
+"""The one benchmark harness: data and Feast repo copies, measured processes, tables.
 
-A measured case runs as `python -m bench.<module> --case JSON --result PATH`; the child does
-its setup (imports, reading inputs, opening the store), times only the call under test and
-writes a JSON result with its own peak RSS (VmHWM: since its exec, imports included). The
-parent polls the child's RSS as well, to stop a case that would exhaust the machine. The machine
-may be shared: before each case the parent waits (boundedly) for the CPUs to be idle, and it
-records how much CPU other processes used while the case ran.
+Two ways to measure a process, both watched by one MemoryWatcher (which stops a process that
+would exhaust the machine):
+
+- measure(): a case runs as `python -m bench.<module> --case JSON --result PATH`; the child does
+  its setup (imports, reading inputs, opening the store), times only the call under test and
+  writes a JSON result with its own peak RSS (VmHWM: since its exec, imports included).
+- run_process(): any command (an entrypoint, `portside run --local`, `python -c "import x"`)
+  under a small wrapper that reports its wall time, CPU seconds and RUSAGE_CHILDREN.ru_maxrss
+  (the peak RSS of the largest single process of the tree); the watcher polls the summed RSS
+  of the whole tree.
+
+The machine may be shared: before each case the parent waits (boundedly) for the CPUs to be
+idle, and it records how much CPU other processes used while the case ran.
 
 Only the standard library is imported at module level: the children import this module too,
 and anything imported here would count in their memory.
@@ -14,11 +21,14 @@ and anything imported here would count in their memory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import resource
+import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -37,11 +47,18 @@ BIN = Path(sys.executable).parent
 # The worked example's names: the components take them as parameters.
 FEATURE_SERVICE = "fraud_model_v1"
 LABEL = "is_fraud"
+SUITE = ROOT / "feature_repo" / "expectations" / "fraud_model_v1.json"
+AS_OF = "2026-11-01T00:00:00+00:00"  # the synthetic data's fixed end
+HEAVY = ("feast", "great_expectations", "tensorflow", "mlflow", "google.cloud.aiplatform", "kfp")
+IMPORT_REPEATS = 3
+TOP_IMPORTS = 3
+PROCESS_TIMEOUT_S = 3600
 GB = 1e9  # memory is reported in decimal GB
 CASE_TIMEOUT_S = 3600
 MEMORY_CAP_FRACTION = 0.75  # of physical memory: a case above it is killed
 MIN_AVAILABLE_GB = 1.0  # ... and so is one that leaves the machine less than this
 POLL_S = 0.05
+TREE_POLL_S = 0.1  # a tree's RSS is a sum over its processes: a slower poll
 QUIET_BUSY_PERCENT = 20.0  # before a case starts, wait for the machine to be this idle ...
 QUIET_WAIT_S = 90.0  # ... but not longer than this
 
@@ -78,14 +95,14 @@ def code_version() -> dict[str, Any]:
         done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
         return done.stdout.strip()
 
-    changed = git("diff", "--name-only", "HEAD", "--", "components", "pipelines", "feature_repo")
+    changed = git("diff", "--name-only", "HEAD", "--", "components", "pipelines", "synthetic_data", "feature_repo")
     return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": changed.splitlines()}
 
 
 def dataset(**config_fields: Any) -> tuple[Path, dict[str, int]]:
     """Synthetic sources for a `SyntheticDataConfig(**config_fields)`, generated once and cached
     under bench/results/data/; returns the sources folder and the row count per table."""
-    from pipelines.synthetic_data import SyntheticDataConfig, generate
+    from synthetic_data import SyntheticDataConfig, generate
 
     config = SyntheticDataConfig(**config_fields)
     key = (
@@ -155,7 +172,7 @@ def measure(module: str, label: str, case: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     with log_path.open("w") as log:
         child = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        watcher = _RssWatcher(child.pid)
+        watcher = MemoryWatcher(child.pid, tree=False)
         watcher.start()
         try:
             child.wait(timeout=CASE_TIMEOUT_S)
@@ -214,15 +231,17 @@ def _busy(times: Any) -> float:
     return sum(value for name, value in times._asdict().items() if name not in idle)
 
 
-class _RssWatcher(threading.Thread):
-    """Polls a process's RSS; kills it above MEMORY_CAP_FRACTION of RAM or when the machine
-    has less than MIN_AVAILABLE_GB left."""
+class MemoryWatcher(threading.Thread):
+    """Polls the RSS of a process (tree=False) or the summed RSS of its descendants (tree=True:
+    a wrapper's children); kills the process and its descendants above MEMORY_CAP_FRACTION of
+    RAM or when the machine has less than MIN_AVAILABLE_GB left."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, tree: bool) -> None:
         import psutil
 
         super().__init__(daemon=True)
         self.process = psutil.Process(pid)
+        self.tree = tree
         self.cap = MEMORY_CAP_FRACTION * psutil.virtual_memory().total
         self.peak = 0
         self.killed = ""
@@ -233,23 +252,179 @@ class _RssWatcher(threading.Thread):
 
         while not self._stopped.is_set():
             try:
-                rss = self.process.memory_info().rss
-                self.peak = max(self.peak, rss)
-                available = psutil.virtual_memory().available
-                if rss > self.cap or available < MIN_AVAILABLE_GB * GB:
-                    self.killed = (
-                        f"RSS {rss / GB:.1f} GB with {available / GB:.1f} GB left on the machine "
-                        f"(cap {self.cap / GB:.1f} GB)"
-                    )
-                    self.process.kill()
-                    return
+                rss = self._rss()
             except psutil.Error:  # it exited
                 return
-            self._stopped.wait(POLL_S)
+            self.peak = max(self.peak, rss)
+            available = psutil.virtual_memory().available
+            if rss > self.cap or available < MIN_AVAILABLE_GB * GB:
+                self.kill(
+                    f"RSS {rss / GB:.1f} GB with {available / GB:.1f} GB left on the machine "
+                    f"(cap {self.cap / GB:.1f} GB)"
+                )
+                return
+            self._stopped.wait(TREE_POLL_S if self.tree else POLL_S)
+
+    def _rss(self) -> int:
+        import psutil
+
+        if not self.tree:
+            return self.process.memory_info().rss
+        total = 0
+        for process in self.process.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += process.memory_info().rss
+        return total
+
+    def kill(self, why: str) -> None:
+        import psutil
+
+        self.killed = why
+        try:
+            processes = [self.process, *self.process.children(recursive=True)]
+        except psutil.Error:
+            return
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
 
     def stop(self) -> None:
         self._stopped.set()
         self.join()
+
+
+# Runs a command, then writes its wall time and the children's rusage. Only the standard
+# library: the wrapper's own RSS (~10 MB) is what its child inherits as a high-water mark.
+WRAPPER = r"""
+import json, resource, subprocess, sys, time
+result, command = sys.argv[1], sys.argv[2:]
+started, clock = time.time(), time.perf_counter()
+code = subprocess.call(command)
+wall = time.perf_counter() - clock
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(result, "w") as handle:
+    json.dump({"started_at": started, "wall_s": wall, "returncode": code,
+               "max_rss_kb": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime}, handle)
+sys.exit(code)
+"""
+
+
+def run_process(
+    command: list[str],
+    label: str,
+    cwd: Path = ROOT,
+    timeout: float = PROCESS_TIMEOUT_S,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run `command` (output to bench/results/logs/<label>.log) and measure it: wall time,
+    peak RSS of its largest single process (ru_maxrss of the wrapper's children), peak of the
+    summed RSS of the whole process tree (polled every TREE_POLL_S s) and CPU seconds."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log_path, result_path = LOGS / f"{label}.log", LOGS / f"{label}.process.json"
+    result_path.unlink(missing_ok=True)
+    print(f"  {label} ...", end="", flush=True)
+    outcome: dict[str, Any] = {"label": label, "command": shlex.join(command)}
+    waited_s, busy_percent = _wait_until_quiet()
+    outcome["quiet_wait"] = {"waited_s": waited_s, "machine_busy_percent": busy_percent}
+    outcome |= machine_load()
+    with log_path.open("w") as log:
+        wrapper = subprocess.Popen(
+            [sys.executable, "-c", WRAPPER, str(result_path), *command],
+            cwd=cwd,
+            env=None if env is None else {**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        watcher = MemoryWatcher(wrapper.pid, tree=True)
+        watcher.start()
+        try:
+            wrapper.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            watcher.kill("timeout")
+            wrapper.wait()
+        watcher.stop()
+    measured = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    outcome |= {
+        "returncode": measured.get("returncode", wrapper.returncode),
+        "started_at": measured.get("started_at"),
+        "wall_s": round(measured["wall_s"], 3) if measured else None,
+        "peak_rss_gb": round(measured["max_rss_kb"] * 1024 / GB, 3) if measured else None,
+        "tree_peak_rss_gb": round(watcher.peak / GB, 3),
+        "cpu_s": round(measured["cpu_s"], 2) if measured else None,
+        "log": str(log_path.relative_to(ROOT)),
+    }
+    if watcher.killed:
+        outcome["killed"] = watcher.killed
+    if outcome["returncode"] != 0:
+        print(f" FAILED (exit {outcome['returncode']}; log: {outcome['log']})", flush=True)
+    else:
+        print(
+            f" {outcome['wall_s']:.2f} s, peak RSS {outcome['peak_rss_gb']:.2f} GB "
+            f"(tree {outcome['tree_peak_rss_gb']:.2f} GB)",
+            flush=True,
+        )
+    return outcome
+
+
+def machine_load() -> dict[str, Any]:
+    """The load average and whether a test run shares the machine, at the start of a case."""
+    import psutil
+
+    tests = 0
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        tests += "pytest" in cmdline and "bench" not in cmdline
+    return {
+        "load_average_before": [round(load, 2) for load in os.getloadavg()],
+        "pytest_processes": tests,
+    }
+
+
+def import_cost(
+    modules: tuple[str, ...] | list[str], repeats: int = IMPORT_REPEATS
+) -> dict[str, Any]:
+    """`python -c "import a, b"` in fresh processes: median and all walls."""
+    label = "import-" + "-".join(m.replace(".", "_") for m in modules)
+    code = "import " + ", ".join(modules)
+    walls = []
+    for i in range(repeats):
+        done = run_process([sys.executable, "-c", code], f"{label}-{i}")
+        if done["returncode"] != 0:
+            return {"error": f"exit {done['returncode']} (log: {done['log']})"}
+        walls.append(done["wall_s"])
+    return {
+        "command": f'python -c "{code}"',
+        "walls_s": walls,
+        "median_s": statistics.median(walls),
+        "load_average_before": done["load_average_before"],
+    }
+
+
+def import_times(log: str) -> dict[str, Any]:
+    """From `-X importtime` output: seconds spent in imports (top-level entries' cumulative
+    times) and each heavy library's cumulative time where it was first imported."""
+    total_us, heavy, top = 0, {}, {}
+    marker = "import time:"
+    for line in log.splitlines():
+        if not line.startswith(marker):
+            continue
+        fields = line[len(marker) :].split("|")
+        if len(fields) != 3 or not fields[0].strip().isdigit():
+            continue  # the header
+        cumulative, name = int(fields[1]), fields[2]
+        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
+        name = name.strip()
+        if depth == 0:
+            total_us += cumulative
+            top[name] = top.get(name, 0) + cumulative
+        if name in HEAVY and name not in heavy:
+            heavy[name] = round(cumulative / 1e6, 3)
+    largest = sorted(top.items(), key=lambda item: -item[1])[:TOP_IMPORTS]
+    return {
+        "imports_total_s": round(total_us / 1e6, 3),
+        "heavy_first_import_s": heavy,
+        "top": {name: round(us / 1e6, 3) for name, us in largest},  # largest top-level imports
+    }
 
 
 def warm_feast(repo: str) -> None:

@@ -18,22 +18,18 @@
    `-X importtime` (the time the run spent importing, and each heavy library's share of it).
    The bare import of each heavy library is measured in fresh processes (median of 3).
 
-Entrypoint processes run under a small Python wrapper that reports the wall time of the command
-and `RUSAGE_CHILDREN.ru_maxrss`: the peak RSS of the largest single process of the tree (the
-wrapper is small, so the inherited high-water mark that common.peak_rss_gb describes is ~10 MB).
+Entrypoint processes run under common.run_process: a small Python wrapper that reports the wall
+time of the command and `RUSAGE_CHILDREN.ru_maxrss`, the peak RSS of the largest single process
+of the tree (the wrapper is small, so the inherited high-water mark that common.peak_rss_gb
+describes is ~10 MB).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shlex
 import shutil
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -41,35 +37,34 @@ from typing import Any
 
 from bench import common
 from bench.common import (
+    AS_OF,
     FEATURE_SERVICE,
-    GB,
+    HEAVY,
+    IMPORT_REPEATS,
     LABEL,
-    LOGS,
-    MIN_AVAILABLE_GB,
     ROOT,
+    SUITE,
     WORK,
     count,
     dataset,
     feature_workspace,
     gigabytes,
+    import_cost,
+    import_times,
     measure,
+    run_process,
     seconds,
     table,
     timed,
 )
 
 NAME = "components"
-SUITE = ROOT / "feature_repo" / "expectations" / "fraud_model_v1.json"
-AS_OF = "2026-11-01T00:00:00+00:00"  # the synthetic data's fixed end
 DATA = {"transactions": 1_000_000}
 REPEAT = 10  # 1M -> 10M training-set rows
 TINY = {"transactions": 5_000}
 QUICK_DATA = {"transactions": 20_000, "users": 400}
 QUICK_REPEAT = 10
 TARGET_AUC = 0.85
-HEAVY = ("feast", "great_expectations", "tensorflow", "mlflow", "google.cloud.aiplatform")
-IMPORT_REPEATS = 3
-TOP_IMPORTS = 3
 COMPONENTS = ("features", "validate", "train", "evaluate", "push")
 OUTPUT_FLAG = {
     "features": "training_set",
@@ -79,8 +74,6 @@ OUTPUT_FLAG = {
     "push": "pushed",
 }
 CACHE_HIT_MAX_S = 1.0
-PROCESS_TIMEOUT_S = 3600
-POLL_S = 0.1
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -173,164 +166,12 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 # --- processes ------------------------------------------------------------------------------
 
-# Runs a command, then writes its wall time and the children's rusage. Only the standard
-# library: the wrapper's own RSS (~10 MB) is what its child inherits as a high-water mark.
-WRAPPER = r"""
-import json, resource, subprocess, sys, time
-result, command = sys.argv[1], sys.argv[2:]
-started, clock = time.time(), time.perf_counter()
-code = subprocess.call(command)
-wall = time.perf_counter() - clock
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-with open(result, "w") as handle:
-    json.dump({"started_at": started, "wall_s": wall, "returncode": code,
-               "max_rss_kb": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime}, handle)
-sys.exit(code)
-"""
-
 
 def entrypoint(name: str, *python_options: str) -> list[str]:
     return [sys.executable, *python_options, "-m", "components", name]
 
 
-def run_process(
-    command: list[str],
-    label: str,
-    cwd: Path = ROOT,
-    timeout: float = PROCESS_TIMEOUT_S,
-    env: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Run `command` (output to bench/results/logs/<label>.log) and measure it: wall time,
-    peak RSS of its largest single process (ru_maxrss of the wrapper's children), peak of the
-    summed RSS of the whole process tree (polled every POLL_S s) and CPU seconds."""
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log_path, result_path = LOGS / f"{label}.log", LOGS / f"{label}.process.json"
-    result_path.unlink(missing_ok=True)
-    print(f"  {label} ...", end="", flush=True)
-    outcome: dict[str, Any] = {"label": label, "command": shlex.join(command)}
-    wait = getattr(common, "_wait_until_quiet", None)  # measure()'s own wait, where it has one
-    if wait is not None:
-        waited_s, busy_percent = wait()
-        outcome["quiet_wait"] = {"waited_s": waited_s, "machine_busy_percent": busy_percent}
-    outcome |= machine_load()
-    with log_path.open("w") as log:
-        wrapper = subprocess.Popen(
-            [sys.executable, "-c", WRAPPER, str(result_path), *command],
-            cwd=cwd,
-            env=None if env is None else {**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        poller = _TreePoller(wrapper.pid)
-        poller.start()
-        try:
-            wrapper.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            poller.kill_tree("timeout")
-            wrapper.wait()
-        poller.stop()
-    measured = json.loads(result_path.read_text()) if result_path.is_file() else {}
-    outcome |= {
-        "returncode": measured.get("returncode", wrapper.returncode),
-        "started_at": measured.get("started_at"),
-        "wall_s": round(measured["wall_s"], 3) if measured else None,
-        "peak_rss_gb": round(measured["max_rss_kb"] * 1024 / GB, 3) if measured else None,
-        "tree_peak_rss_gb": round(poller.peak / GB, 3),
-        "cpu_s": round(measured["cpu_s"], 2) if measured else None,
-        "log": str(log_path.relative_to(ROOT)),
-    }
-    if poller.killed:
-        outcome["killed"] = poller.killed
-    if outcome["returncode"] != 0:
-        print(f" FAILED (exit {outcome['returncode']}; log: {outcome['log']})", flush=True)
-    else:
-        print(
-            f" {outcome['wall_s']:.2f} s, peak RSS {outcome['peak_rss_gb']:.2f} GB "
-            f"(tree {outcome['tree_peak_rss_gb']:.2f} GB)",
-            flush=True,
-        )
-    return outcome
-
-
-def machine_load() -> dict[str, Any]:
-    """The load average and whether a test run shares the machine, at the start of a case."""
-    import psutil
-
-    tests = 0
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
-        tests += "pytest" in cmdline and "bench" not in cmdline
-    return {
-        "load_average_before": [round(load, 2) for load in os.getloadavg()],
-        "pytest_processes": tests,
-    }
-
-
-class _TreePoller(threading.Thread):
-    """Polls the summed RSS of a process's descendants (the wrapper itself excluded); kills
-    the tree when the machine has less than MIN_AVAILABLE_GB left."""
-
-    def __init__(self, pid: int) -> None:
-        import psutil
-
-        super().__init__(daemon=True)
-        self.root = psutil.Process(pid)
-        self.peak = 0
-        self.killed = ""
-        self._stopped = threading.Event()
-
-    def run(self) -> None:
-        import psutil
-
-        while not self._stopped.is_set():
-            try:
-                total = 0
-                for process in self.root.children(recursive=True):
-                    with contextlib.suppress(psutil.Error):
-                        total += process.memory_info().rss
-                self.peak = max(self.peak, total)
-                if psutil.virtual_memory().available < MIN_AVAILABLE_GB * GB:
-                    self.kill_tree(f"tree RSS {total / GB:.1f} GB, machine out of memory")
-                    return
-            except psutil.Error:  # the wrapper exited
-                return
-            self._stopped.wait(POLL_S)
-
-    def kill_tree(self, why: str) -> None:
-        import psutil
-
-        self.killed = why
-        try:
-            processes = [self.root, *self.root.children(recursive=True)]
-        except psutil.Error:
-            return
-        for process in processes:
-            with contextlib.suppress(psutil.Error):
-                process.kill()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self.join()
-
-
 # --- startup overhead ---------------------------------------------------------------------
-
-
-def import_cost(modules: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """`python -c "import a, b"` in fresh processes: median and all walls."""
-    label = "import-" + "-".join(m.replace(".", "_") for m in modules)
-    code = "import " + ", ".join(modules)
-    walls = []
-    for i in range(IMPORT_REPEATS):
-        done = run_process([sys.executable, "-c", code], f"{NAME}-{label}-{i}")
-        if done["returncode"] != 0:
-            return {"error": f"exit {done['returncode']} (log: {done['log']})"}
-        walls.append(done["wall_s"])
-    return {
-        "command": f'python -c "{code}"',
-        "walls_s": walls,
-        "median_s": statistics.median(walls),
-    }
 
 
 def bare_imports() -> dict[str, Any]:
@@ -454,34 +295,6 @@ def tiny_entrypoints(root: Path, sources: Path, repo: Path) -> list[dict[str, An
         )
         results.append(entry)
     return results
-
-
-def import_times(log: str, indent: str = "") -> dict[str, Any]:
-    """From `-X importtime` output: seconds spent in imports (top-level entries' cumulative
-    times) and each heavy library's cumulative time where it was first imported. Only lines
-    that start with `indent` + "import time:" count (kfp.local indents a task's output)."""
-    total_us, heavy, top = 0, {}, {}
-    marker = indent + "import time:"
-    for line in log.splitlines():
-        if not line.startswith(marker):
-            continue
-        fields = line[len(marker) :].split("|")
-        if len(fields) != 3 or not fields[0].strip().isdigit():
-            continue  # the header
-        cumulative, name = int(fields[1]), fields[2]
-        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
-        name = name.strip()
-        if depth == 0:
-            total_us += cumulative
-            top[name] = top.get(name, 0) + cumulative
-        if name in HEAVY and name not in heavy:
-            heavy[name] = round(cumulative / 1e6, 3)
-    largest = sorted(top.items(), key=lambda item: -item[1])[:TOP_IMPORTS]
-    return {
-        "imports_total_s": round(total_us / 1e6, 3),
-        "heavy_first_import_s": heavy,
-        "top": {name: round(us / 1e6, 3) for name, us in largest},  # largest top-level imports
-    }
 
 
 # --- tables ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
 from datetime import datetime, timezone
@@ -12,14 +13,25 @@ from components.errors import PortsideError
 from pipelines.cache_commands import add_cache_commands
 from pipelines.expectation_commands import add_expectation_commands
 from pipelines.pipeline_commands import add_pipeline_commands
+from pipelines.progress import Ticker, is_terminal
 from pipelines.serving_commands import add_serving_commands
 from pipelines.times import parse_timestamp, today_utc
 
 DEFAULT_REPO = "feature_repo"
 
 
+def _long_step(label: str, quiet: bool) -> tuple[bool, contextlib.AbstractContextManager]:
+    """(draw the library's progress bar?, the context to run a long step in): a bar on a
+    terminal, a heartbeat line elsewhere (CI logs), neither with --quiet."""
+    if quiet:
+        return False, contextlib.nullcontext()
+    if is_terminal(sys.stderr):
+        return True, contextlib.nullcontext()
+    return False, Ticker(lambda: label, sys.stderr)
+
+
 def _data_generate(args: argparse.Namespace) -> int:
-    from pipelines.synthetic_data import SyntheticDataConfig, generate
+    from synthetic_data import SyntheticDataConfig, generate
 
     config = SyntheticDataConfig(
         transactions=args.transactions,
@@ -29,10 +41,22 @@ def _data_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         fraud_rate=args.fraud_rate,
     )
-    data = generate(config, Path(args.out), progress=not args.quiet)
-    for name, rows in data.rows.items():
-        print(f"{name:>24}: {rows:>12,} rows")
-    print(f"{'fraud rate':>24}: {data.fraud_rate:.2%}  ->  {data.out_dir}")
+    bar, step = _long_step("generating data", args.quiet)
+    with step:
+        data = generate(config, Path(args.out), progress=bar)
+    tables = ", ".join(f"{name} {rows:,}" for name, rows in data.rows.items())
+    print(f"data: {tables} rows; fraud rate {data.fraud_rate:.2%} -> {data.out_dir}")
+    return 0
+
+
+def _features_apply(args: argparse.Namespace) -> int:
+    from pipelines.feast_apply import apply_repo
+
+    changes = apply_repo(args.repo, skip_source_validation=args.skip_source_validation)
+    if args.verbose:
+        print(changes.feast_output.rstrip())
+    for line in changes.summary():
+        print(line)
     return 0
 
 
@@ -41,19 +65,17 @@ def _features_materialize(args: argparse.Namespace) -> int:
 
     views = args.views.split(",") if args.views else None
     end = args.end or datetime.now(timezone.utc)
-    if args.incremental:
-        done = materialize_incremental(
-            args.repo, end, views, progress=not args.quiet, mode=args.mode
-        )
-    else:
-        if args.start is None:
-            raise PortsideError("--start is required unless --incremental is given")
-        done = materialize(
-            args.repo, args.start, end, views, progress=not args.quiet, mode=args.mode
-        )
+    if not args.incremental and args.start is None:
+        raise PortsideError("--start is required unless --incremental is given")
+    bar, step = _long_step("materializing", args.quiet)
+    with step:
+        if args.incremental:
+            done = materialize_incremental(args.repo, end, views, progress=bar, mode=args.mode)
+        else:
+            done = materialize(args.repo, args.start, end, views, progress=bar, mode=args.mode)
     for view in done:
         print(
-            f"{view.name}: {view.rows:,} entities from {view.start:%Y-%m-%d %H:%M} "
+            f"materialized {view.name}: {view.rows:,} entities from {view.start:%Y-%m-%d %H:%M} "
             f"to {view.end:%Y-%m-%d %H:%M} in {view.seconds:.2f} s"
         )
     return 0
@@ -138,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     features = commands.add_parser("features", help="the Feast feature store").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
+    apply = features.add_parser(
+        "apply", help="`feast apply` in the repo, summarised: what it created, changed, deleted"
+    )
+    apply.add_argument("--repo", default=DEFAULT_REPO, help="Feast repo path")
+    apply.add_argument(
+        "--skip-source-validation", action="store_true", help="as `feast apply` takes it"
+    )
+    apply.add_argument("--verbose", action="store_true", help="print Feast's own output too")
+    apply.set_defaults(handler=_features_apply)
+
     mat = features.add_parser("materialize", help="load the latest features into the online store")
     mat.add_argument("--start", type=parse_timestamp, help="interval start (ISO)")
     mat.add_argument("--end", type=parse_timestamp, help="interval end (ISO, default: now)")

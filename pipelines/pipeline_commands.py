@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from components.errors import ConfigurationError
+from components.lineage import RUN_MANIFEST_FILE
+from components.registry import PIPELINE_ORDER
+from pipelines.progress import Ticker
 from pipelines.times import today_utc
 
 DEFAULT_IR = "training.yaml"
@@ -109,7 +114,9 @@ def _run(args: argparse.Namespace) -> int:
             "deploy/profiles/production.yaml --entity-rows gs://BUCKET/rows.parquet` "
             "(or `portside schedule` for a cron schedule)"
         )
+    from components.common.tracking import resolve_tracking_uri
     from pipelines.local_run import PIPELINE_RUN_FILE, pipeline_parameter_definitions, run_local
+    from pipelines.run_report import render
     from pipelines.training_pipeline import create_pipeline
 
     entity_rows = Path(args.entity_rows)
@@ -124,16 +131,48 @@ def _run(args: argparse.Namespace) -> int:
     # keeps validation, and so everything after it, cacheable for the day.
     parameters.setdefault("as_of", today_utc().isoformat())
     cache_dir = None if args.no_cache else args.cache_dir
-    run = run_local(parameters, args.pipeline_root, cache_dir, pipeline=pipeline)
-    print(f"\n{'component':<10} {'status':<12} {'seconds':>8}")
-    for task in run.tasks:
-        print(f"{task['component']:<10} {task['status']:<12} {task['seconds']:>8.2f}")
-    print(
-        f"pipeline {run.status} in {run.seconds:.1f} s; lineage: {run.run_dir}/{PIPELINE_RUN_FILE}"
-    )
-    if run.error:
-        print(f"error: {run.error}")
+    console = sys.stderr  # run_local sends kfp.local's own output to the run's logs
+    root = Path(args.pipeline_root)
+    root.mkdir(parents=True, exist_ok=True)
+    watch = RunningStep(root)
+    # With --verbose kfp.local's logs stream to the console: no live line over them.
+    ticker = contextlib.nullcontext() if args.verbose else Ticker(watch.describe, console)
+    with ticker:
+        run = run_local(parameters, root, cache_dir, pipeline=pipeline, verbose=args.verbose)
+    tracking_uri = resolve_tracking_uri(str(run.parameters.get("tracking_uri", "")))
+    for line in render(run, PIPELINE_ORDER, PIPELINE_RUN_FILE, tracking_uri):
+        print(line)
     return 0 if run.status == "succeeded" else 1
+
+
+class RunningStep:
+    """What the live line says: the step whose run manifest says it is running (the runtime
+    marks every output directory when a component starts), in the run folder kfp.local
+    created under `root` after this was made."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.before = set(root.iterdir())
+
+    def describe(self) -> str:
+        new = [p for p in self.root.iterdir() if p not in self.before and p.is_dir()]
+        if not new:
+            return "starting the pipeline"
+        run_dir = max(new, key=lambda p: p.stat().st_mtime)
+        running, finished = [], set()
+        for path in run_dir.rglob(RUN_MANIFEST_FILE):
+            try:
+                manifest = json.loads(path.read_text())
+            except (OSError, ValueError):  # being replaced right now
+                continue
+            if manifest.get("status") == "running":
+                running.append(manifest["component"])
+            else:
+                finished.add(manifest.get("component"))
+        done = f"{len(finished)} of {len(PIPELINE_ORDER)} done"
+        if not running:
+            return f"pipeline: {done}"
+        return f"pipeline: {', '.join(sorted(set(running)))} running, {done}"
 
 
 def _target(args: argparse.Namespace, profile: Any) -> Any:
@@ -277,6 +316,9 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--pipeline-root", default="data/pipeline_runs")
     run.add_argument("--cache-dir", default="data/cache")
     run.add_argument("--no-cache", action="store_true")
+    run.add_argument(
+        "--verbose", action="store_true", help="stream kfp.local's and every task's logs"
+    )
     run.set_defaults(handler=_run)
 
     sub = commands.add_parser("submit", help="submit the pipeline to Vertex AI Pipelines")

@@ -38,6 +38,9 @@ def _predict(args: argparse.Namespace) -> int:
             f"user {user}: {contract.output} {score:.4f} for {args.amount:.2f} at "
             f"{args.merchant_category}"
         )
+    print("look further:")
+    print(f"  mlflow ui --backend-store-uri {registry.tracking_uri}   # runs, versions, champion")
+    print(f"  portside models list --model-name {args.model_name}")
     return 0
 
 

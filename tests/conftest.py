@@ -86,7 +86,7 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> st
 
 def make_workspace(root: Path, sources: Path | None = None) -> FeatureWorkspace:
     """Copy feature_repo/ under root; link (or generate) root/data/sources."""
-    from pipelines.synthetic_data import SyntheticDataConfig, generate
+    from synthetic_data import SyntheticDataConfig, generate
 
     shutil.copytree(ROOT / "feature_repo", root / "feature_repo")
     target = root / "data" / "sources"

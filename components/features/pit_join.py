@@ -11,8 +11,9 @@ the semantics:
 - ``feast``: Feast's default; a row is available once it happened, event_timestamp <= t, and
   the created timestamp only breaks ties between rows with the same event timestamp.
 
-Both are one query: a running maximum of (event_timestamp, created_timestamp) per entity,
-ordered by availability time, joined to the entity rows with an ASOF LEFT JOIN. Every entity
+Each view is one DuckDB query. Its window and ASOF LEFT JOIN see narrow columns only (keys,
+times, the source's row number) and find, per entity row, which source row to use; the feature
+columns are joined on that row number afterwards, so the sorts never carry them. Every entity
 row comes back exactly once, in input order; rows without usable history get nulls.
 """
 
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
 
 Semantics = Literal["as_known", "feast"]
 ROW_ID = "__portside_row_id"
+ENTITIES = "__portside_entities"
+# (event, created) packed into one HUGEINT, ordered as the pair: created is a signed 64-bit
+# number of microseconds, so event * 2**64 + created never reaches the next event value.
+PACK = 2**64
 
 
 @dataclass(frozen=True)
@@ -44,72 +49,112 @@ class ViewSource:
     features: tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True)
+class TimeRange:
+    """The entity rows' earliest and latest timestamp, in microseconds since the epoch."""
+
+    first_us: int
+    last_us: int
+
+
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _states_query(view: ViewSource, semantics: Semantics) -> str:
-    """Per entity, the rows that were the best known row when they became available.
+def _us(expression: str) -> str:
+    """Microseconds since the epoch; naive timestamps are UTC (the session zone is UTC)."""
+    return f"epoch_us(({expression})::TIMESTAMPTZ)"
 
-    The best row is the greatest (event, created), packed into one HUGEINT sort key so the
-    running max is cheap. The state at time t is the latest of these rows available at t: a
-    row that was not the best when it arrived never becomes the best later.
+
+def _source_rows(view: ViewSource, semantics: Semantics, span: TimeRange) -> str:
+    """The view's rows that can matter to some entity row, as narrow columns.
+
+    Only keys of the entity rows are read. A row that happened after the last entity row is
+    never available; a row older than the TTL before the first entity row is never fresh,
+    and every row it could hide from a later entity row is older still, so dropping both
+    changes no result.
     """
     keys = ", ".join(_quote(k) for k in view.join_keys)
-    ts = _quote(view.timestamp_field)
+    ts = _us(_quote(view.timestamp_field))
     # A row without a created timestamp counts as created when it happened.
     created = (
-        f"coalesce({_quote(view.created_timestamp_field)}, {ts})"
+        f"coalesce({_us(_quote(view.created_timestamp_field))}, {ts})"
         if view.created_timestamp_field
         else ts
     )
     available = f"greatest({ts}, {created})" if semantics == "as_known" else ts
-    features = ", ".join(f"{_quote(src)} AS {_quote(out)}" for src, out in view.features)
+    where = [
+        f"{_quote(view.timestamp_field)} IS NOT NULL",
+        f"({keys}) IN (SELECT {keys} FROM {ENTITIES})",
+        f"{ts} <= {span.last_us}",
+    ]
+    if view.ttl:
+        where.append(f"{ts} >= {span.first_us - _ttl_us(view.ttl)}")
     path = view.path.replace("'", "''")
     return f"""
-        SELECT {keys}, {ts}::TIMESTAMPTZ AS __ts, {available}::TIMESTAMPTZ AS __available,
-               {features}
-        FROM read_parquet('{path}')
-        WHERE {ts} IS NOT NULL AND ({keys}) IN (SELECT DISTINCT {keys} FROM entities)
-        QUALIFY epoch_us({ts})::HUGEINT * {2**64} + epoch_us({created}) = max(
-            epoch_us({ts})::HUGEINT * {2**64} + epoch_us({created})) OVER (
-            PARTITION BY {keys} ORDER BY {available}
+        SELECT {keys}, file_row_number AS __row, {ts} AS __ts, {available} AS __available,
+               {ts}::HUGEINT * {PACK} + {created} AS __order
+        FROM read_parquet('{path}', file_row_number = true)
+        WHERE {" AND ".join(where)}
+    """
+
+
+def _states_query(view: ViewSource, span: TimeRange) -> str:
+    """``as_known``: per entity, the rows that were the best known row when they arrived.
+
+    The best row is the greatest (event, created): `__order`. The state at time t is the
+    latest of these rows available at t: a row that was not the best when it arrived never
+    becomes the best later.
+    """
+    keys = ", ".join(_quote(k) for k in view.join_keys)
+    return f"""
+        SELECT * FROM ({_source_rows(view, "as_known", span)})
+        QUALIFY __order = max(__order) OVER (
+            PARTITION BY {keys} ORDER BY __available
             RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     """
+
+
+def _join_query(view: ViewSource, semantics: Semantics, span: TimeRange) -> str:
+    """The view's features for every entity row, in entity row order, and whether it found
+    a usable source row (NULL features: none, or only rows older than the TTL).
+
+    ``feast``: the greatest `__order` at or below (t, any created) is the greatest (event,
+    created) with event <= t, so one ASOF join on `__order` needs no window. ``as_known``:
+    an ASOF join on `__available` over the states. Only then are the feature columns read,
+    for the matched source rows.
+    """
+    match = " AND ".join(f"e.{_quote(k)} = s.{_quote(k)}" for k in view.join_keys)
+    if semantics == "as_known":
+        states, condition = _states_query(view, span), "e.__t >= s.__available"
+    else:
+        states = _source_rows(view, "feast", span)
+        condition = f"e.__t::HUGEINT * {PACK} + {2**63 - 1} >= s.__order"
+    fresh = "TRUE"
+    if view.ttl:
+        fresh = f"s.__ts >= e.__t - {_ttl_us(view.ttl)}"
+    sources = ", ".join(dict.fromkeys(_quote(src) for src, _ in view.features))
+    features = ", ".join(f"f.{_quote(src)} AS {_quote(out)}" for src, out in view.features)
+    path = view.path.replace("'", "''")
+    return f"""
+        WITH matched AS (
+            SELECT e.{ROW_ID} AS __rid, CASE WHEN {fresh} THEN s.__row END AS __row
+            FROM {ENTITIES} e ASOF LEFT JOIN ({states}) s ON {match} AND {condition})
+        SELECT {features}, m.__row IS NOT NULL AS __found
+        FROM matched m LEFT JOIN (
+            SELECT file_row_number AS __row, {sources}
+            FROM read_parquet('{path}', file_row_number = true)) f ON m.__row = f.__row
+        ORDER BY m.__rid
+    """
+
+
+def _ttl_us(ttl: timedelta) -> int:
+    return ttl // timedelta(microseconds=1)
 
 
 def history_flag(view: ViewSource) -> str:
     """Name of the optional column telling whether a row found usable history in `view`."""
     return f"__has_history__{view.name}"
-
-
-def _join_query(
-    views: list[ViewSource], entity_ts: str, semantics: Semantics, flag_history: bool
-) -> str:
-    """ASOF LEFT JOIN the entity rows to every view's states; features outside TTL are null."""
-    ctes, joins, columns = [], [], []
-    t = f"e.{_quote(entity_ts)}"
-    for i, view in enumerate(views):
-        alias = f"s{i}"
-        ctes.append(f"{alias}_states AS ({_states_query(view, semantics)})")
-        match = " AND ".join(f"e.{_quote(k)} = {alias}.{_quote(k)}" for k in view.join_keys)
-        joins.append(
-            f"ASOF LEFT JOIN {alias}_states {alias} ON {match} AND {t} >= {alias}.__available"
-        )
-        fresh = f"{alias}.__ts IS NOT NULL"
-        if view.ttl:
-            ttl_us = view.ttl // timedelta(microseconds=1)
-            fresh += f" AND {alias}.__ts >= {t} - to_microseconds({ttl_us})"
-        columns += [
-            f"CASE WHEN {fresh} THEN {alias}.{_quote(out)} END AS {_quote(out)}"
-            for _, out in view.features
-        ]
-        if flag_history:
-            columns.append(f"({fresh}) AS {_quote(history_flag(view))}")
-    return (
-        f"WITH {', '.join(ctes)} SELECT {', '.join(columns)} FROM entities e {' '.join(joins)} "
-        f"ORDER BY e.{ROW_ID}"
-    )
 
 
 def point_in_time_join(
@@ -129,11 +174,29 @@ def point_in_time_join(
     `components.features.entity_rows.normalize_timestamps`).
     """
     import duckdb
-    import numpy as np
-    import pyarrow as pa
 
     if semantics not in ("as_known", "feast"):
         raise ValueError(f"semantics must be 'as_known' or 'feast', got {semantics!r}")
+    _check_names(entity_rows, views)
+    if not views:
+        return entity_rows
+    con = connection or duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")  # naive source timestamps are UTC, as in Feast
+    for view in views:
+        narrow, span = _narrow_entities(entity_rows, view, event_timestamp_column)
+        con.register(ENTITIES, narrow)
+        try:
+            joined = con.sql(_join_query(view, semantics, span)).to_arrow_table()
+        finally:
+            con.unregister(ENTITIES)
+        for _, name in view.features:
+            entity_rows = entity_rows.append_column(name, joined.column(name))
+        if flag_history:
+            entity_rows = entity_rows.append_column(history_flag(view), joined.column("__found"))
+    return entity_rows
+
+
+def _check_names(entity_rows: pa.Table, views: list[ViewSource]) -> None:
     outputs = [o for v in views for _, o in v.features]
     repeated = sorted({o for o in outputs if outputs.count(o) > 1})
     if repeated:
@@ -146,17 +209,24 @@ def point_in_time_join(
             f"entity rows already have column(s) {', '.join(clashes)} that the feature views "
             "provide; rename them or use full feature names"
         )
-    con = connection or duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")  # naive source timestamps are UTC, as in Feast
-    with_ids = entity_rows.append_column(
-        ROW_ID, pa.array(np.arange(entity_rows.num_rows, dtype=np.int64))
+
+
+def _narrow_entities(
+    entity_rows: pa.Table, view: ViewSource, event_timestamp_column: str
+) -> tuple[pa.Table, TimeRange]:
+    """The columns the join reads: row id, the view's keys, the time as int64 microseconds."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = entity_rows.column(event_timestamp_column).cast(pa.timestamp("us", tz="UTC"))
+    t = t.cast(pa.int64())
+    bounds = pc.min_max(t).as_py()  # None for no entity rows: then nothing matches anyway
+    narrow = pa.table(
+        {
+            ROW_ID: pa.array(np.arange(entity_rows.num_rows, dtype=np.int64)),
+            **{key: entity_rows.column(key) for key in view.join_keys},
+            "__t": t,
+        }
     )
-    con.register("entities", with_ids)
-    if views:
-        joined = con.sql(
-            _join_query(views, event_timestamp_column, semantics, flag_history)
-        ).to_arrow_table()
-        for name in joined.column_names:
-            entity_rows = entity_rows.append_column(name, joined.column(name))
-    con.unregister("entities")
-    return entity_rows
+    return narrow, TimeRange(bounds["min"] or 0, bounds["max"] or 0)

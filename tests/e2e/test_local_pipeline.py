@@ -1,5 +1,7 @@
 """The whole training pipeline under kfp.local: a pushed champion, a cached rerun, and a
-corrupted data set stopped at the validation gate with nothing pushed."""
+corrupted data set stopped at the validation gate with nothing pushed. Every task runs forked
+by the warm worker (TensorFlow, GX, Feast, MLflow imported once per run), its output in the
+run folder's logs/."""
 
 from __future__ import annotations
 
@@ -51,6 +53,13 @@ def test_first_run_pushes_a_champion_and_records_lineage(pipeline_env):
     tasks = _by_component(run)
     assert set(tasks) == {"features", "validate", "train", "evaluate", "push"}
     assert all(t["status"] == "succeeded" for t in tasks.values())
+    # forked by the warm worker, whatever it had imported by then (TensorFlow included)
+    assert {name: t["runner"] for name, t in tasks.items()} == dict.fromkeys(tasks, "warm")
+    for name, task in tasks.items():
+        log = Path(task["log"])
+        assert log.parent == Path(run.run_dir) / "logs"
+        assert f"{name}: succeeded in" in log.read_text()  # what kfp_shim prints per task
+    assert "Executing task" in (Path(run.logs) / "kfp.log").read_text()
     lineage = json.loads((Path(run.run_dir) / PIPELINE_RUN_FILE).read_text())
     assert lineage["status"] == "succeeded" and len(lineage["tasks"]) == 5
     assert _versions(tracking) == ["1"]
@@ -88,5 +97,6 @@ def test_corrupted_data_stops_at_validate_and_nothing_is_pushed(pipeline_env, tm
     tasks = _by_component(run)
     assert tasks["validate"]["status"] == "gate_failed"
     assert "amount" in tasks["validate"]["error"]
+    assert tasks["validate"]["log"] in run.error  # the failure names the log to open
     assert "train" not in tasks and "push" not in tasks
     assert _versions(tracking) == ["1"]

@@ -8,7 +8,7 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import BIN, ROOT, run_cli, run_command
+from conftest import BIN, ROOT, make_workspace, run_cli, run_command
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +60,27 @@ def test_materialize_then_lookup(fresh_workspace):
         cwd=ROOT,
     )
     assert "credit_limit" in out and "amount_to_avg_30d" in out
+
+
+def test_features_apply_summarises_what_feast_apply_changed(workspace, tmp_path):
+    ws = make_workspace(tmp_path, sources=workspace.sources)
+    command = [str(BIN / "portside"), "features", "apply", "--repo", str(ws.repo)]
+    first = run_cli(command, cwd=tmp_path).splitlines()
+    assert first[0] == (
+        f"feast apply {ws.repo}: created 1 project, 1 entity, 2 feature views, "
+        "1 on demand feature view, 1 feature service"
+    )
+    assert first[1] == f"feast apply {ws.repo}: online store created 2 sqlite tables"
+    assert len(first) == 2  # Feast's own lines (and its warnings) are not printed
+    assert (tmp_path / "data" / "feast" / "registry.db").is_file()
+    again = run_cli(command, cwd=tmp_path).splitlines()
+    assert again == [f"feast apply {ws.repo}: no changes (6 unchanged)"]
+
+
+def test_features_apply_of_a_folder_without_a_repo_names_it(tmp_path):
+    done = run_command([str(BIN / "portside"), "features", "apply", "--repo", str(tmp_path)])
+    assert done.returncode == 1
+    assert f"{tmp_path}: no feature_store.yaml" in done.stderr
 
 
 def test_materialize_without_start_is_a_clear_error(workspace):
@@ -170,7 +191,8 @@ def test_run_local_coerces_params_by_declared_type(tmp_path):
     )  # fmt: skip
     output = done.stdout + done.stderr
     assert "did not start" not in output and "NUMBER_INTEGER" not in output, output[-3000:]
-    assert "features failed" in output, output[-3000:]
+    assert "pipeline failed at features after" in output, output[-3000:]
+    assert "executor_input" not in output  # kfp.local's logs stay in the run folder
     (record,) = (tmp_path / "runs").glob("*/pipeline_run.json")
     assert json.loads(record.read_text())["parameters"]["hidden_units"] == "128"
 

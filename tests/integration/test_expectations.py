@@ -54,7 +54,7 @@ class TrainingSets:
 
     def build(self, config: DataConfig) -> Path:
         from components.features.run import run as build_training_set
-        from pipelines.synthetic_data import SyntheticDataConfig, generate
+        from synthetic_data import SyntheticDataConfig, generate
 
         out = self.root / f"t{config.transactions}-u{config.users}-s{config.seed}"
         if not out.exists():

@@ -516,3 +516,119 @@ def test_history_flags_say_which_rows_found_usable_history(tmp_path: Path) -> No
     assert result.column(history_flag(views[0])).to_pylist() == [True, False, False]
     assert result.column("v_value").to_pylist() == [None, None, None]
     assert history_flag(views[0]) not in point_in_time_join(entities, views).column_names
+
+
+@pytest.mark.parametrize("semantics", ["as_known", "feast"])
+def test_composite_join_key_matches_reference(semantics: str, tmp_path: Path) -> None:
+    """A view keyed by two columns: both must match; string features keep their type."""
+    rng = np.random.default_rng(11)
+    rows = _feature_rows(rng, 150, 0)
+    rows["shop_id"] = rng.integers(0, 3, len(rows))
+    table = pa.table(
+        {
+            "user_id": pa.array(rows["user_id"].to_numpy(np.int64)),
+            "shop_id": pa.array(rows["shop_id"].to_numpy(np.int64)),
+            "event_timestamp": pa.array(rows["ts"].to_numpy(np.int64)).cast(TS),
+            "created_timestamp": pa.array(rows["created"].to_numpy(np.int64)).cast(TS),
+            "row_version": pa.array(rows["row_version"].to_numpy(np.int64)),
+            "label": pa.array([f"v{v}" for v in rows["row_version"]]),
+        }
+    )
+    pq.write_table(table, tmp_path / "v.parquet")
+    view = ViewSource(
+        name="v",
+        path=str(tmp_path / "v.parquet"),
+        join_keys=("user_id", "shop_id"),
+        timestamp_field="event_timestamp",
+        created_timestamp_field="created_timestamp",
+        ttl=TTL_B,
+        features=(("row_version", "v_row_version"), ("label", "v_label")),
+    )
+    entities = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, N_USERS + 2, 300),
+            "shop_id": rng.integers(0, 4, 300),
+            "t": BASE_US + rng.integers(-DAY, 32 * DAY, 300),
+        }
+    )
+    entity_table = pa.table(
+        {
+            "user_id": pa.array(entities["user_id"].to_numpy(np.int64)),
+            "shop_id": pa.array(entities["shop_id"].to_numpy(np.int64)),
+            "event_timestamp": pa.array(entities["t"].to_numpy(np.int64)).cast(TS),
+        }
+    )
+    result = point_in_time_join(entity_table, [view], semantics=semantics)
+
+    # reference: brute force over pairs matching on both keys
+    left = entities.assign(rid=np.arange(len(entities)))
+    pairs = left.merge(rows, on=["user_id", "shop_id"])
+    usable = (pairs["ts"] <= pairs["t"]) & (pairs["ts"] >= pairs["t"] - _us(TTL_B))
+    if semantics == "as_known":
+        usable &= pairs["created"] <= pairs["t"]
+    best = (
+        pairs[usable]
+        .sort_values(["rid", "ts", "created"])
+        .drop_duplicates("rid", keep="last")
+        .set_index("rid")
+        .reindex(np.arange(len(entities)))
+    )
+    expected = _as_list(best["row_version"], int)
+    assert result.column("v_row_version").to_pylist() == expected
+    assert result.column("v_label").to_pylist() == [
+        None if v is None else f"v{v}" for v in expected
+    ]
+    assert result.schema.field("v_label").type == pa.string()
+    assert 0 < sum(v is not None for v in expected) < len(expected)
+
+
+@pytest.mark.parametrize("semantics", ["as_known", "feast"])
+def test_timestamps_before_1970(semantics: str, tmp_path: Path) -> None:
+    """Negative epoch values: the (event, created) ordering and the TTL still hold."""
+    t0 = datetime(1960, 1, 1, tzinfo=timezone.utc)
+    views = _one_view(
+        tmp_path,
+        [
+            (1, t0, t0, 1.0, 1),
+            (1, t0, t0 + timedelta(hours=5), 2.0, 2),  # backfill of the same event
+            (1, t0 - timedelta(days=1), t0 + timedelta(hours=1), 3.0, 3),  # older event
+        ],
+        ttl=timedelta(days=2),
+    )
+    entities = _entities(
+        [(1, t0 + timedelta(hours=2)), (1, t0 + timedelta(hours=6)), (1, t0 + timedelta(days=3))]
+    )
+    result = point_in_time_join(entities, views, semantics=semantics)
+    expected = [1, 2, None] if semantics == "as_known" else [2, 2, None]
+    assert result.column("v_row_version").to_pylist() == expected
+
+
+@pytest.mark.parametrize("semantics", ["as_known", "feast"])
+def test_rows_outside_the_entity_time_range_change_nothing(semantics: str, tmp_path: Path) -> None:
+    """Rows after the last entity row and rows older than the TTL before the first (the join
+    skips both) change no result."""
+    ttl = timedelta(days=1)
+    rows = [
+        (1, T0 - timedelta(days=3), T0 - timedelta(days=3), 1.0, 1),  # stale for every row
+        (1, T0 - timedelta(hours=1), T0 + timedelta(hours=1), 2.0, 2),  # lands after T0
+        (1, T0 + timedelta(hours=3), T0 + timedelta(hours=3), 3.0, 3),  # after the last row
+        (2, T0 - timedelta(days=2), T0 - timedelta(days=2), 4.0, 4),  # stale, backfilled ...
+        (2, T0 - timedelta(days=2), T0 + timedelta(hours=1), 5.0, 5),  # ... still stale
+        (3, T0 + timedelta(hours=2), T0 + timedelta(hours=2), 6.0, 6),  # at the last row's time
+        (4, T0 - ttl, T0 - ttl, 7.0, 7),  # exactly the TTL before the first row
+    ]
+    views = _one_view(tmp_path, rows, ttl=ttl)
+    later = T0 + timedelta(hours=2)
+    entities = _entities([(1, T0), (1, later), (2, later), (3, later), (4, T0)])
+    result = point_in_time_join(entities, views, semantics=semantics)
+    expected = [None, 2, None, 6, 7] if semantics == "as_known" else [2, 2, None, 6, 7]
+    assert result.column("v_row_version").to_pylist() == expected
+
+
+def test_no_entity_rows_gives_typed_empty_feature_columns(tmp_path: Path) -> None:
+    views = _one_view(tmp_path, [(1, T0, T0, 1.0, 1)])
+    empty = _entities([(1, T0)]).slice(0, 0)
+    result = point_in_time_join(empty, views, flag_history=True)
+    assert result.num_rows == 0
+    assert result.schema.field("v_value").type == pa.float64()
+    assert result.schema.field("v_row_version").type == pa.int64()

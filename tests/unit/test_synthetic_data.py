@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.synthetic_data import GeneratedData, SyntheticDataConfig, generate
+from synthetic_data import GeneratedData, SyntheticDataConfig, generate
 
 N = 20_000
 TS = pa.timestamp("us", tz="UTC")

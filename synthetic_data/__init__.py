@@ -1,0 +1,10 @@
+"""The worked example's source system: synthetic card transactions, user profiles and the daily
+aggregates job's output, written as the Parquet files the Feast repo reads.
+
+It is example data, not pipeline code: the components never import it. `portside data
+generate` writes it; the tests and benchmarks generate their inputs with it.
+"""
+
+from synthetic_data.transactions import GeneratedData, SyntheticDataConfig, generate
+
+__all__ = ["GeneratedData", "SyntheticDataConfig", "generate"]
