@@ -5,7 +5,12 @@ For each online store (SQLite, Redis), two fresh repo copies over the same sourc
 
 - feast: `FeatureStore.materialize(start, end)`, the call timed;
 - portside: `components.features.materialize.materialize(repo, start, end, progress=False,
-  mode="feast")` (the `landed` default writes a different, later-data-aware state).
+  mode="feast")` (the `landed` default writes a different, later-data-aware state): one
+  DuckDB query, values encoded column-wise, bulk writes in Feast's layout (SQLite: one
+  transaction of executemany; Redis: pipelined reads of the stored timestamps, then HSETs).
+
+Targets: >= 2x faster than feast and <= 50 % of its memory; "short of 4x" is the further
+speed-up 4x would still need (4 / speed-up; "met" at or above 4x).
 
 After each pair, untimed: the entities each store holds per view (counted in the store itself)
 and `get_online_features` for every feature of both views for a sample of 2000 users, which
@@ -48,6 +53,7 @@ REDIS = "127.0.0.1:6379"
 
 FEAST, PORTSIDE = "feast", "portside"
 MIN_SPEEDUP, MAX_MEMORY_FRACTION = 2.0, 0.50  # vs feast
+STRETCH_SPEEDUP = 4.0  # how far below it is reported
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -181,6 +187,7 @@ def _add_ratios(cases: list[dict[str, Any]]) -> None:
             continue
         case["speedup_vs_feast"] = round(reference["wall_s"] / case["wall_s"], 2)
         case["memory_vs_feast"] = round(case["peak_rss_gb"] / reference["peak_rss_gb"], 3)
+        case["short_of_4x"] = round(STRETCH_SPEEDUP / case["speedup_vs_feast"], 2)
         misses = []
         if case["speedup_vs_feast"] < MIN_SPEEDUP:
             misses.append(f"speed-up {case['speedup_vs_feast']:.1f}x < {MIN_SPEEDUP:.0f}x")
@@ -199,6 +206,7 @@ def _table(cases: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
         "entities written",
         "speed-up vs feast",
         "memory vs feast",
+        "short of 4x",
         "same online state",
         "targets",
         "other CPU",
@@ -215,6 +223,7 @@ def _table(cases: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
                 " + ".join(count(n) for n in written.values()) if written else "-",
                 ratio(c.get("speedup_vs_feast")),
                 fraction(c.get("memory_vs_feast")),
+                _short_of(c.get("short_of_4x")),
                 same.get(c["online_store"], "-"),
                 c.get("targets", "-"),
                 fraction(c.get("other_processes_cpu_share")),
@@ -223,11 +232,17 @@ def _table(cases: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
     return table(
         f"{NAME}: entities written per view (user_daily_aggregates + user_profile) "
         f"(targets: >= {MIN_SPEEDUP:.0f}x faster than feast, <= {MAX_MEMORY_FRACTION:.0%} "
-        "of its memory, same online state; other CPU: share of the CPUs used by other processes "
-        "during the case)",
+        f"of its memory, same online state; short of 4x: {STRETCH_SPEEDUP:.0f} / speed-up; "
+        "other CPU: share of the CPUs used by other processes during the case)",
         headers,
         rows,
     )
+
+
+def _short_of(factor: float | None) -> str:
+    if factor is None:
+        return "-"
+    return "met" if factor <= 1 else ratio(factor)
 
 
 # --- child side ----------------------------------------------------------------------------

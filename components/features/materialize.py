@@ -1,7 +1,7 @@
 """Materialization: the latest feature row per entity, from the offline sources to the online store.
 
-Two modes, both computed in one DuckDB query and written through Feast's own online store in
-bounded batches (memory stays flat however many entities there are):
+Two modes, both computed in one DuckDB query and written in bounded batches (memory stays
+flat however many entities there are):
 
 - ``landed`` (default): selects the rows that *landed* in [start, end] (available once both
   their event and created timestamps have passed, as the ``as_known`` training join counts
@@ -9,12 +9,13 @@ bounded batches (memory stays flat however many entities there are):
   older than what the online store holds. Late and backfilled rows thus reach the online
   store, and after materializing up to T the online state is the ``as_known`` state at T.
 - ``feast``: what ``feast materialize`` does (start <= event_timestamp <= end, greatest
-  (event, created) per entity, written unconditionally). Rows that land after their
-  interval was materialized never reach the online store.
+  (event, created) per entity, written under the rule of Feast's own writer for the store:
+  SQLite unconditionally, Redis only if newer than the stored row). Rows that land after
+  their interval was materialized never reach the online store.
 
-An equal event time counts as newer: in forward runs it is a later-created correction.
-(Feast's Redis writer itself skips a row whose event time equals the stored one, so there a
-same-time correction is not written; the SQLite store takes it.) The registry records each
+An equal event time counts as newer in ``landed``: in forward runs it is a later-created
+correction. SQLite and Redis are written in bulk in Feast's own layout (`online_write`);
+other online stores through Feast's `online_write_batch`. The registry records each
 interval, so `materialize_incremental` continues where the last run ended, as Feast's does.
 """
 
@@ -24,7 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from components.errors import ConfigurationError
 
@@ -121,11 +122,13 @@ def _online_views(store: FeatureStore, names: list[str] | None) -> list[FeatureV
     return [online[name] for name in names]
 
 
-def latest_rows_query(view: FeatureView, repo_path: str, mode: Mode = "landed") -> str:
+def latest_rows_query(
+    view: FeatureView, repo_path: str, mode: Mode = "landed", order_by: list[str] | None = None
+) -> str:
     """SQL for the latest row per entity among those selected by $start and $end.
 
     landed: rows available (event and created time passed) within [$start, $end];
-    feast: rows with $start <= event_timestamp <= $end.
+    feast: rows with $start <= event_timestamp <= $end. `order_by`: SQL terms to sort by.
     """
     from feast import FileSource
 
@@ -149,6 +152,7 @@ def latest_rows_query(view: FeatureView, repo_path: str, mode: Mode = "landed") 
         WHERE "{ts}" IS NOT NULL AND {selected} BETWEEN $start AND $end
         QUALIFY row_number() OVER (
             PARTITION BY {", ".join(keys)} ORDER BY "{ts}" DESC, "{created}" DESC) = 1
+        {"ORDER BY " + ", ".join(order_by) if order_by else ""}
     """
 
 
@@ -162,40 +166,26 @@ def _materialize_view(
     mode: Mode,
 ) -> MaterializedView:
     import duckdb
-    from feast.utils import _convert_arrow_to_proto
     from tqdm import tqdm
 
+    from components.features.online_values import key_order
+    from components.features.online_write import Overwrite, feast_rule, open_writer
+
     started = time.perf_counter()
-    query = latest_rows_query(view, str(store.repo_path), mode)
+    join_keys = {col.name: col.dtype.to_value_type() for col in view.entity_columns}
+    query = latest_rows_query(view, str(store.repo_path), mode, key_order(join_keys))
     con = duckdb.connect()
     reader = con.sql(query, params={"start": start, "end": end}).to_arrow_reader(batch_rows)
-    join_key_types = {col.name: col.dtype.to_value_type() for col in view.entity_columns}
-    provider = store._get_provider()
+    rule = Overwrite.NOT_OLDER if mode == "landed" else feast_rule(store)
     rows = 0
-    with tqdm(desc=view.name, unit=" rows", disable=not progress) as bar:
+    with (
+        open_writer(store, view, rule) as write,
+        tqdm(desc=view.name, unit=" rows", disable=not progress) as bar,
+    ):
         for batch in reader:
             if batch.num_rows == 0:
                 continue
-            protos = _convert_arrow_to_proto(batch, view, join_key_types)
-            if mode == "landed":
-                protos = _not_older_than_stored(provider, store, view, protos)
-            if protos:
-                provider.online_write_batch(store.config, view, protos, progress=None)
-            rows += len(protos)
+            rows += write(batch)
             bar.update(batch.num_rows)
     store.registry.apply_materialization(view, store.project, start, end)
     return MaterializedView(view.name, start, end, rows, round(time.perf_counter() - started, 3))
-
-
-def _not_older_than_stored(
-    provider: Any, store: FeatureStore, view: FeatureView, protos: list[tuple]
-) -> list[tuple]:
-    """The rows (entity key, values, event time, created time) whose event time is at or
-    after the one the online store holds for that entity: a late row never replaces a newer
-    one that landed earlier."""
-    stored = provider.online_read(store.config, view, [p[0] for p in protos])
-    return [
-        row
-        for row, (stored_ts, _) in zip(protos, stored, strict=True)
-        if stored_ts is None or _utc(row[2], "event time") >= _utc(stored_ts, "stored time")
-    ]
