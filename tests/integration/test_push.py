@@ -556,8 +556,12 @@ def test_push_survives_sigkill_at_random_points(forker, model, rows, db, tmp_pat
 
     baseline = push_and_kill(*variants[0], delay=120, i=0)  # new content, start to exit
     assert baseline["code"] == 0, baseline
-    killed = 0
-    for i in range(KILL_ITERATIONS):
+    # Kill points are shares of the baseline's time; on a loaded machine a push can take longer
+    # or shorter than that, so go on (up to 3x the rounds) until enough pushes were killed.
+    killed, wanted = 0, KILL_ITERATIONS // 3
+    for i in range(3 * KILL_ITERATIONS):
+        if i >= KILL_ITERATIONS and killed >= wanted:
+            break
         if rng.random() < 0.5:
             variants.append(_variant(model, tmp_path, str(i + 1)))
         chosen = variants[-1] if rng.random() < 0.7 else rng.choice(variants)
@@ -578,7 +582,7 @@ def test_push_survives_sigkill_at_random_points(forker, model, rows, db, tmp_pat
     champion = registry.champion()
     assert champion.tags[HASH_TAG] == content_hash(last[0])
     check_registry(str(db), name, rows, loaded)
-    assert killed >= KILL_ITERATIONS // 3, f"only {killed} of {KILL_ITERATIONS} pushes were killed"
+    assert killed >= wanted, f"only {killed} of {i + 1} pushes were killed"
 
 
 PROJECT, REGION, STAGED = "proj-1", "europe-west4", "gs://ml-artifacts/runs/42/model"
