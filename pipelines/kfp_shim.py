@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,7 @@ def run_task(
     spec = get_spec(name)
     parameters = with_artifact_uris(name, parameters, uris or {})
     manifest = execute(spec, {**paths, **parameters}, cache_dir=cache_dir or None)
-    key = manifest.cache_key[:12]
-    print(f"{name}: {manifest.status} in {manifest.seconds:.2f} s (cache key {key})")
+    print(summary_line(name, manifest.status, manifest.seconds, manifest.cache_key))
     for output_name, artifact in ui_artifacts.items():
         _publish(output_name, artifact, paths)
     if not spec.returns:
@@ -36,6 +36,16 @@ def run_task(
     result = manifest.result or {}
     values = tuple(result[r.name] for r in spec.returns)
     return values[0] if len(values) == 1 else values
+
+
+def summary_line(name: str, status: str, seconds: float, cache_key: str) -> str:
+    """The task's last line in its log, e.g. "train: cached in 0.04 s (cache key 3f2a...)"."""
+    return f"{name}: {status} in {seconds:.2f} s (cache key {cache_key[:12]})"
+
+
+def reports_cache_hit(log_text: str) -> bool:
+    """Whether a task's log says it was served from Portside's cache (see summary_line)."""
+    return re.search(r"^\S+: cached in \S+ s \(cache key", log_text, re.MULTILINE) is not None
 
 
 def with_artifact_uris(

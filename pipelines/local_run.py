@@ -36,9 +36,6 @@ LOGS_DIR = "logs"
 KFP_LOG = "kfp.log"
 WORKER_LOG = "warm_worker.log"
 POLL_S = 0.1
-# A task this short imported no heavy library (a cache hit: ~0.1 s as a subprocess); the next
-# one then does not wait for the warm worker's import in progress (see TaskRunner._run_warm).
-LIGHT_TASK_S = 1.0
 
 
 @dataclass
@@ -233,6 +230,17 @@ class TaskRunner:
             "note": self.worker_note,
         }
 
+    def _after_a_light_task(self) -> bool:
+        """No task ran yet, or the last one was a cache hit (it imported no heavy library):
+        the next then likely needs none either. Its own time cannot tell: a warm task is
+        short because the worker had imported what it needed."""
+        from pipelines.kfp_shim import reports_cache_hit
+
+        if not self.processes:
+            return True
+        log = Path(self.processes[-1].log)
+        return log.is_file() and reports_cache_hit(log.read_text(errors="replace"))
+
     def _run_warm(
         self, full_command: list[str], task: str, log: Path, started: float
     ) -> TaskProcess | None:
@@ -246,9 +254,9 @@ class TaskRunner:
         worker = self.worker
         try:
             importing = worker.busy_importing()
-            if importing and self.processes and _own_seconds(self.processes[-1]) < LIGHT_TASK_S:
-                # The previous task needed no heavy library (a cache hit): this one likely
-                # neither, so it does not wait for the worker's import.
+            if importing and self._after_a_light_task():
+                # The first task, or one after a subprocess that needed no heavy library (a
+                # cache hit): it likely needs none either, so it does not wait for the worker.
                 self.worker_note = (
                     f"{task}: ran as a subprocess while the worker imported {importing}"
                 )
@@ -290,11 +298,6 @@ class TaskRunner:
                     partial = _echo(handle, partial, final=returncode is not None)
                 if returncode is not None:
                     return returncode
-
-
-def _own_seconds(process: TaskProcess) -> float:
-    """A task's time without its wait for the worker's import in progress."""
-    return process.process_s - (process.waited_s or 0.0)
 
 
 def _echo(handle: IO[str], partial: str, final: bool) -> str:

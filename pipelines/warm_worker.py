@@ -49,7 +49,9 @@ from pathlib import Path
 # imports keras (measured: a separate `import keras` after it adds nothing).
 PRELOAD = ("kfp", "great_expectations", "tensorflow", "mlflow")
 READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 0.5  # all its tasks have ended by then; one mid-import cannot read "stop"
+# At stop every task has ended: an idle worker exits at once, one mid-import (it cannot read
+# "stop" until the import ends) is killed rather than waited for.
+STOP_TIMEOUT_S = 0.05
 POLL_S = 0.05
 EXECUTOR_MODULE = "kfp.dsl.executor_main"
 # kfp's lightweight-component command (kfp.dsl.component_factory), with `python3` replaced by
