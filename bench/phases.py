@@ -42,9 +42,11 @@ FEATURES = [
     ("components.features.run", "load_entity_rows", "read + check entity rows"),
     ("components.features.run", "build_training_set", "join + on-demand views"),
     ("components.features.pit_join", "point_in_time_join", "of which point-in-time join"),
+    ("components.features.run", "apply_on_demand", "of which on-demand views"),
     ("pyarrow.parquet", "write_table", "write training_set.parquet"),
     ("components.features.run", "_manifest", "manifest"),
     ("components.features.run", "content_fingerprint", "of which content fingerprint"),
+    ("components.features.run", "_files_read", "hash the definitions and sources read"),
 ]
 WRITES = [
     (f"{STORES}.sqlite:SqliteOnlineStore", "online_write_batch", "online_write_batch"),

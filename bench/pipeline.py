@@ -10,7 +10,9 @@ same arguments:
 - cold: nothing cached yet;
 - cached: the same command again (whatever the components allow to be a cache hit is one);
 - cached again: and once more (the cold run moved the registry's champion, which the first
-  rerun's evaluate and push depend on), so every step is a cache hit.
+  rerun's evaluate and push depend on), so every step is a cache hit;
+- cold, no warm worker (smallest size only): `--no-cache --no-warm-worker`, every task a fresh
+  subprocess as plain kfp.local runs it: what the warm worker saves, in the same run.
 
 Measured per run: the process wall time of `portside run` (common.run_process), the peak RSS of
 its largest single process (RUSAGE_CHILDREN.ru_maxrss: the worker and its forked tasks are
@@ -69,6 +71,7 @@ COLD_MAX_S_AT = {1_000_000: 45.0}
 CACHED_MAX_S = 3.0
 TFX_REFERENCE_S = (93.0, 97.0)  # TFX at 50k rows on this machine, measured earlier by others
 CACHED_AGAIN = "cached again"
+NO_WARM = "cold, no warm worker"
 STEPS = ("features", "validate", "train", "evaluate", "push")
 IMPORTTIME_ENV = {"PYTHONPROFILEIMPORTTIME": "1"}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -115,12 +118,17 @@ def run(quick: bool = False) -> dict[str, Any]:
             (CACHED_AGAIN, command, None),
         ]
         if config == sizes[0]:
+            # Side by side: the same cold run with every task a fresh subprocess (plain
+            # kfp.local), then the import attribution.
+            runs.append((NO_WARM, [*command, "--no-cache", "--no-warm-worker"], None))
             runs.append(("importtime", [*command, "--no-cache"], IMPORTTIME_ENV))
         for kind, arguments, env in runs:
             done = run_process(arguments, f"{NAME}-{n}-{kind}", env=env)
             case = {"transactions": n, "source_rows": source_rows, "run": kind, **done}
             case |= breakdown(case, root / "runs")
-            if kind != "importtime":
+            if kind == NO_WARM:
+                case["targets"] = "- (reference: plain kfp.local subprocesses)"
+            elif kind != "importtime":
                 case["targets"] = _verdict(case, import_once.get("median_s"))
                 first = next((c for c in cases if c["transactions"] == n), case)
                 if case.get("code_version") != first.get("code_version"):

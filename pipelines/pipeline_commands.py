@@ -138,7 +138,14 @@ def _run(args: argparse.Namespace) -> int:
     # With --verbose kfp.local's logs stream to the console: no live line over them.
     ticker = contextlib.nullcontext() if args.verbose else Ticker(watch.describe, console)
     with ticker:
-        run = run_local(parameters, root, cache_dir, pipeline=pipeline, verbose=args.verbose)
+        run = run_local(
+            parameters,
+            root,
+            cache_dir,
+            pipeline=pipeline,
+            verbose=args.verbose,
+            warm=not args.no_warm_worker,
+        )
     tracking_uri = resolve_tracking_uri(str(run.parameters.get("tracking_uri", "")))
     for line in render(run, PIPELINE_ORDER, PIPELINE_RUN_FILE, tracking_uri):
         print(line)
@@ -318,6 +325,12 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--no-cache", action="store_true")
     run.add_argument(
         "--verbose", action="store_true", help="stream kfp.local's and every task's logs"
+    )
+    run.add_argument(
+        "--no-warm-worker",
+        action="store_true",
+        help="run every task as its own subprocess, as plain kfp.local does (slower: each "
+        "task imports the heavy libraries again)",
     )
     run.set_defaults(handler=_run)
 

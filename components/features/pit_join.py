@@ -11,10 +11,11 @@ the semantics:
 - ``feast``: Feast's default; a row is available once it happened, event_timestamp <= t, and
   the created timestamp only breaks ties between rows with the same event timestamp.
 
-Each view is one DuckDB query. Its window and ASOF LEFT JOIN see narrow columns only (keys,
-times, the source's row number) and find, per entity row, which source row to use; the feature
-columns are joined on that row number afterwards, so the sorts never carry them. Every entity
-row comes back exactly once, in input order; rows without usable history get nulls.
+Per view, one DuckDB query finds which source row each entity row uses: its window and ASOF
+LEFT JOIN see narrow columns only (keys, times, the source's row number), so the sorts never
+carry the features. The feature columns are then read once and taken by that row number, in
+entity row order. Every entity row comes back exactly once, in input order; rows without usable
+history get nulls.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 Semantics = Literal["as_known", "feast"]
 ROW_ID = "__portside_row_id"
 ENTITIES = "__portside_entities"
+KEYS = "__portside_keys"  # the entity rows' distinct keys, for the source filter
 # (event, created) packed into one HUGEINT, ordered as the pair: created is a signed 64-bit
 # number of microseconds, so event * 2**64 + created never reaches the next event value.
 PACK = 2**64
@@ -85,7 +87,7 @@ def _source_rows(view: ViewSource, semantics: Semantics, span: TimeRange) -> str
     available = f"greatest({ts}, {created})" if semantics == "as_known" else ts
     where = [
         f"{_quote(view.timestamp_field)} IS NOT NULL",
-        f"({keys}) IN (SELECT {keys} FROM {ENTITIES})",
+        f"({keys}) IN (SELECT {keys} FROM {KEYS})",
         f"{ts} <= {span.last_us}",
     ]
     if view.ttl:
@@ -115,14 +117,13 @@ def _states_query(view: ViewSource, span: TimeRange) -> str:
     """
 
 
-def _join_query(view: ViewSource, semantics: Semantics, span: TimeRange) -> str:
-    """The view's features for every entity row, in entity row order, and whether it found
-    a usable source row (NULL features: none, or only rows older than the TTL).
+def _match_query(view: ViewSource, semantics: Semantics, span: TimeRange) -> str:
+    """Per entity row, the source row number to use: NULL for none, or only rows older than
+    the TTL. Rows come in no particular order.
 
     ``feast``: the greatest `__order` at or below (t, any created) is the greatest (event,
     created) with event <= t, so one ASOF join on `__order` needs no window. ``as_known``:
-    an ASOF join on `__available` over the states. Only then are the feature columns read,
-    for the matched source rows.
+    an ASOF join on `__available` over the states.
     """
     match = " AND ".join(f"e.{_quote(k)} = s.{_quote(k)}" for k in view.join_keys)
     if semantics == "as_known":
@@ -133,19 +134,30 @@ def _join_query(view: ViewSource, semantics: Semantics, span: TimeRange) -> str:
     fresh = "TRUE"
     if view.ttl:
         fresh = f"s.__ts >= e.__t - {_ttl_us(view.ttl)}"
-    sources = ", ".join(dict.fromkeys(_quote(src) for src, _ in view.features))
-    features = ", ".join(f"f.{_quote(src)} AS {_quote(out)}" for src, out in view.features)
-    path = view.path.replace("'", "''")
     return f"""
-        WITH matched AS (
-            SELECT e.{ROW_ID} AS __rid, CASE WHEN {fresh} THEN s.__row END AS __row
-            FROM {ENTITIES} e ASOF LEFT JOIN ({states}) s ON {match} AND {condition})
-        SELECT {features}, m.__row IS NOT NULL AS __found
-        FROM matched m LEFT JOIN (
-            SELECT file_row_number AS __row, {sources}
-            FROM read_parquet('{path}', file_row_number = true)) f ON m.__row = f.__row
-        ORDER BY m.__rid
+        SELECT e.{ROW_ID} AS __rid, CASE WHEN {fresh} THEN s.__row END AS __row
+        FROM {ENTITIES} e ASOF LEFT JOIN ({states}) s ON {match} AND {condition}
     """
+
+
+def _feature_columns_query(view: ViewSource) -> str:
+    """The view's feature columns, every source row in file order (DuckDB keeps a scan's
+    order: preserve_insertion_order is on by default)."""
+    sources = ", ".join(dict.fromkeys(_quote(src) for src, _ in view.features))
+    path = view.path.replace("'", "''")
+    return f"SELECT {sources} FROM read_parquet('{path}')"
+
+
+def _row_numbers(matched: pa.Table, entity_count: int) -> pa.Array:
+    """The matched source row number of every entity row, in entity row order (null: none)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if matched.num_rows != entity_count:  # an ASOF LEFT JOIN keeps each entity row once
+        raise RuntimeError(f"bug: {matched.num_rows} matches for {entity_count} entity rows")
+    index = np.full(entity_count, -1, dtype=np.int64)
+    index[matched.column("__rid").to_numpy()] = matched.column("__row").fill_null(-1).to_numpy()
+    return pa.array(index, mask=index < 0)
 
 
 def _ttl_us(ttl: timedelta) -> int:
@@ -183,16 +195,21 @@ def point_in_time_join(
     con = connection or duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # naive source timestamps are UTC, as in Feast
     for view in views:
-        narrow, span = _narrow_entities(entity_rows, view, event_timestamp_column)
+        narrow, keys, span = _narrow_entities(entity_rows, view, event_timestamp_column)
         con.register(ENTITIES, narrow)
+        con.register(KEYS, keys)
         try:
-            joined = con.sql(_join_query(view, semantics, span)).to_arrow_table()
+            matched = con.sql(_match_query(view, semantics, span)).to_arrow_table()
         finally:
             con.unregister(ENTITIES)
-        for _, name in view.features:
-            entity_rows = entity_rows.append_column(name, joined.column(name))
+            con.unregister(KEYS)
+        rows = _row_numbers(matched, entity_rows.num_rows)
+        del matched
+        features = con.sql(_feature_columns_query(view)).to_arrow_table().take(rows)
+        for source, name in view.features:
+            entity_rows = entity_rows.append_column(name, features.column(source))
         if flag_history:
-            entity_rows = entity_rows.append_column(history_flag(view), joined.column("__found"))
+            entity_rows = entity_rows.append_column(history_flag(view), rows.is_valid())
     return entity_rows
 
 
@@ -213,8 +230,9 @@ def _check_names(entity_rows: pa.Table, views: list[ViewSource]) -> None:
 
 def _narrow_entities(
     entity_rows: pa.Table, view: ViewSource, event_timestamp_column: str
-) -> tuple[pa.Table, TimeRange]:
-    """The columns the join reads: row id, the view's keys, the time as int64 microseconds."""
+) -> tuple[pa.Table, pa.Table, TimeRange]:
+    """The columns the join reads (row id, the view's keys, the time as int64 microseconds),
+    the distinct keys and the time range."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -229,4 +247,5 @@ def _narrow_entities(
             "__t": t,
         }
     )
-    return narrow, TimeRange(bounds["min"] or 0, bounds["max"] or 0)
+    distinct = narrow.select(list(view.join_keys)).group_by(list(view.join_keys)).aggregate([])
+    return narrow, distinct, TimeRange(bounds["min"] or 0, bounds["max"] or 0)

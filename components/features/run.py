@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,8 +69,6 @@ def run(
     repo's configured offline store, e.g. BigQuery; Feast's semantics), or "auto" (duckdb
     when every source is a Parquet file, else feast).
     """
-    import pyarrow.parquet as pq
-
     from components.features.feast_repo import open_store, resolve_service
 
     _require(feature_service=feature_service, label_column=label_column)
@@ -93,23 +92,39 @@ def run(
 
     out_dir = Path(training_set)
     out_dir.mkdir(parents=True, exist_ok=True)
-    out_path = out_dir / TRAINING_SET_FILE
-    pq.write_table(result, out_path)
-    manifest = _manifest(
-        table,
-        result,
-        service,
-        event_timestamp_column,
-        label_column,
-        point_in_time,
-        full_feature_names,
-        without_history,
-        engine,
-    )
+    # The Parquet write and the manifest's summaries release the GIL: on two cores they overlap.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        written_file = writer.submit(write_training_set, result, out_dir / TRAINING_SET_FILE)
+        manifest = _manifest(
+            table,
+            result,
+            service,
+            event_timestamp_column,
+            label_column,
+            point_in_time,
+            full_feature_names,
+            without_history,
+            engine,
+        )
+        written_file.result()
     manifest.read = _files_read(store, service, engine)
     written = {k: v for k, v in asdict(manifest).items() if k != "read"}
     (out_dir / MANIFEST_FILE).write_text(json.dumps(written, indent=2))
     return manifest
+
+
+def write_training_set(table: pa.Table, path: Path) -> None:
+    """Parquet, snappy; dictionary encoding for text columns only (it slows the write of
+    numeric columns and seldom makes them smaller)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = [
+        field.name
+        for field in table.schema
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
+    ]
+    pq.write_table(table, path, use_dictionary=text)
 
 
 def _require(**values: str) -> None:
@@ -248,7 +263,8 @@ def apply_on_demand(table: pa.Table, service: ResolvedService) -> pa.Table:
     """
     full = service.full_feature_names
     for odfv in service.on_demand_views:
-        transformed = odfv.transform_arrow(table, full_feature_names=full)
+        inputs = table.select([c for c in table.column_names if c in _on_demand_inputs(odfv)])
+        transformed = odfv.transform_arrow(inputs, full_feature_names=full)
         projection = odfv.projection
         for feature in projection.features:
             name = f"{projection.name_to_use()}__{feature.name}" if full else feature.name
@@ -257,14 +273,73 @@ def apply_on_demand(table: pa.Table, service: ResolvedService) -> pa.Table:
     return table
 
 
+def _on_demand_inputs(odfv: object) -> set[str]:
+    """The columns an on-demand view may read: its sources' features (short and full names)
+    and its request fields. Only these are handed to it (a pandas view converts its input)."""
+    names = set()
+    for projection in odfv.source_feature_view_projections.values():
+        for feature in projection.features:
+            names |= {feature.name, f"{projection.name_to_use()}__{feature.name}"}
+            names.add(f"{projection.name}__{feature.name}")
+    for request in odfv.source_request_sources.values():
+        names |= {field.name for field in request.schema}
+    return names
+
+
 def content_fingerprint(table: pa.Table) -> str:
-    """sha256 over the schema and every value, in row order."""
-    import pandas as pd
+    """sha256 over the schema and every value, in row order: each column's validity, then its
+    values (nulls as zeros or empty strings), whatever the chunking."""
+    import numpy as np
 
     digest = hashlib.sha256(table.schema.to_string().encode())
-    hashes = pd.util.hash_pandas_object(table.to_pandas(), index=False)
-    digest.update(hashes.to_numpy().tobytes())
+    for column in table.columns:
+        array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        if array.null_count:  # which rows are null, one bit each
+            valid = array.is_valid().to_numpy(zero_copy_only=False)
+            digest.update(b"\x01" + np.packbits(valid).tobytes())
+        else:
+            digest.update(b"\x00")
+        for part in _value_bytes(array):
+            digest.update(part)
     return digest.hexdigest()
+
+
+def _value_bytes(array: pa.Array) -> list[object]:
+    """The array's values as byte buffers; null slots do not depend on what they hold."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = array.type
+    if pa.types.is_boolean(kind):
+        return [pc.fill_null(array, False).to_numpy(zero_copy_only=False).tobytes()]
+    if pa.types.is_string(kind) or pa.types.is_binary(kind):
+        return _text_bytes(pc.fill_null(array, "") if array.null_count else array, np.int32)
+    if pa.types.is_large_string(kind) or pa.types.is_large_binary(kind):
+        return _text_bytes(pc.fill_null(array, "") if array.null_count else array, np.int64)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind):
+        width = kind.bit_width // 8
+        start = array.offset * width
+        data = np.frombuffer(array.buffers()[1], dtype=np.uint8)[start : start + len(array) * width]
+        if array.null_count:
+            data = data.reshape(-1, width).copy()
+            data[~array.is_valid().to_numpy(zero_copy_only=False)] = 0
+        return [data]
+    # Other types (lists, structs, decimals): Arrow's IPC form of the column.
+    sink = pa.BufferOutputStream()
+    batch = pa.record_batch([array], names=["value"])
+    with pa.ipc.new_stream(sink, batch.schema) as stream:
+        stream.write_batch(batch)
+    return [sink.getvalue()]
+
+
+def _text_bytes(array: pa.Array, offset_type: type) -> list[object]:
+    import numpy as np
+
+    offsets = np.frombuffer(array.buffers()[1], dtype=offset_type)
+    offsets = offsets[array.offset : array.offset + len(array) + 1]
+    data = memoryview(array.buffers()[2] or b"")[offsets[0] : offsets[-1]]
+    return [np.diff(offsets).tobytes(), data]
 
 
 def _manifest(
@@ -283,8 +358,7 @@ def _manifest(
     features = service.feature_columns
     ts = table.column(ts_column)
     label = table.column(label_column)
-    key_and_time = table.select([*service.join_keys, ts_column])
-    distinct = key_and_time.group_by(key_and_time.column_names).aggregate([]).num_rows
+    distinct = _distinct_rows(table.select([*service.join_keys, ts_column]))
     return FeaturesManifest(
         feature_service=service.name,
         feature_service_hash=service.definition_hash,
@@ -305,3 +379,11 @@ def _manifest(
         content_fingerprint=content_fingerprint(result),
         extra={"full_feature_names": full_feature_names},
     )
+
+
+def _distinct_rows(table: pa.Table) -> int:
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.register("entity_keys", table)
+        return con.sql("SELECT count(*) FROM (SELECT DISTINCT * FROM entity_keys)").fetchall()[0][0]
