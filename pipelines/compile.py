@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.errors import ConfigurationError
+from pipelines.kfp_import import import_kfp
 
 if TYPE_CHECKING:
     from pipelines.profile import Profile
@@ -21,6 +22,7 @@ def compile_pipeline(
     profile: Profile,
     vertex_training: VertexTraining | None = None,
 ) -> Path:
+    import_kfp()
     from kfp import compiler
 
     from pipelines.training_pipeline import create_pipeline

@@ -16,6 +16,7 @@ from typing import Any
 from components.image import component_image
 from components.registry import component_names, get_spec
 from components.spec import ComponentSpec
+from pipelines.kfp_import import import_kfp
 
 KFP_ARTIFACT_TYPES = {
     "dataset": "Dataset",
@@ -103,6 +104,7 @@ def kfp_component(spec: ComponentSpec, image: str | None = None) -> Any:
     """The KFP component for `spec`, running in `image` (default: the versioned project image)."""
     from typing import NamedTuple
 
+    import_kfp()
     from kfp import dsl
     from kfp.dsl import (
         HTML,

@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from components.errors import ConfigurationError
 from components.lineage import RUN_MANIFEST_FILE, code_version
+from pipelines.kfp_import import import_kfp
 from pipelines.warm_worker import Task, WarmWorker, WorkerUnavailable, parse_command
 
 PIPELINE_RUN_FILE = "pipeline_run.json"
@@ -90,6 +91,7 @@ def _run_pipeline(
     pipeline: Any,
     runner: TaskRunner,
 ) -> PipelineRun:
+    import_kfp()
     from kfp import local
 
     from pipelines.training_pipeline import PIPELINE_NAME, create_pipeline

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.errors import ConfigurationError
+from pipelines.kfp_import import import_kfp
 
 PIPELINE_NAME = "portside-training"
 
@@ -99,6 +100,7 @@ def create_pipeline(
     step becomes a Vertex AI CustomJob (google-cloud-pipeline-components); such a pipeline
     runs on Vertex AI only, not under kfp.local.
     """
+    import_kfp()
     from kfp import dsl
 
     from pipelines.kfp_components import kfp_components

@@ -148,6 +148,8 @@ def _view_source(
     source = view.batch_source
     if not isinstance(source, FileSource) or not source.path.endswith(".parquet"):
         return None
+    if any(char in source.path for char in "*?["):  # a glob: row numbers restart per file
+        return None
     if projection.join_key_map:
         raise ConfigurationError(
             f"{view.name}: join key mapping in a FeatureService is not supported"

@@ -13,7 +13,7 @@ the semantics:
 
 Per view, one DuckDB query finds which source row each entity row uses: its window and ASOF
 LEFT JOIN see narrow columns only (keys, times, the source's row number), so the sorts never
-carry the features. The feature columns are then read once and taken by that row number, in
+carry the features. The feature columns are fetched by that row number afterwards and put in
 entity row order. Every entity row comes back exactly once, in input order; rows without usable
 history get nulls.
 """
@@ -32,6 +32,9 @@ Semantics = Literal["as_known", "feast"]
 ROW_ID = "__portside_row_id"
 ENTITIES = "__portside_entities"
 KEYS = "__portside_keys"  # the entity rows' distinct keys, for the source filter
+MATCHED = "__portside_matched"
+# Fetch features by a join on the row number when source rows > entity rows * this.
+JOIN_FETCH_RATIO = 4
 # (event, created) packed into one HUGEINT, ordered as the pair: created is a signed 64-bit
 # number of microseconds, so event * 2**64 + created never reaches the next event value.
 PACK = 2**64
@@ -140,24 +143,43 @@ def _match_query(view: ViewSource, semantics: Semantics, span: TimeRange) -> str
     """
 
 
-def _feature_columns_query(view: ViewSource) -> str:
-    """The view's feature columns, every source row in file order (DuckDB keeps a scan's
-    order: preserve_insertion_order is on by default)."""
-    sources = ", ".join(dict.fromkeys(_quote(src) for src, _ in view.features))
-    path = view.path.replace("'", "''")
-    return f"SELECT {sources} FROM read_parquet('{path}')"
+def _fetch_features(
+    con: duckdb.DuckDBPyConnection, view: ViewSource, matched: pa.Table, entity_count: int
+) -> tuple[pa.Table, pa.Array]:
+    """The view's feature columns for every entity row, in entity row order, and whether each
+    row found a source row.
 
-
-def _row_numbers(matched: pa.Table, entity_count: int) -> pa.Array:
-    """The matched source row number of every entity row, in entity row order (null: none)."""
+    Few entity rows against a large source: a join on the row number materializes only the
+    matched rows. Otherwise reading the columns whole and taking by row number is cheaper
+    (measured at 1M entity rows against 3M source rows; the join wins at 100k and below).
+    """
     import numpy as np
     import pyarrow as pa
 
     if matched.num_rows != entity_count:  # an ASOF LEFT JOIN keeps each entity row once
         raise RuntimeError(f"bug: {matched.num_rows} matches for {entity_count} entity rows")
+    sources = ", ".join(dict.fromkeys(_quote(src) for src, _ in view.features))
+    path = view.path.replace("'", "''")
+    scan = f"read_parquet('{path}', file_row_number = true)"
+    source_rows = con.sql(f"SELECT sum(num_rows) FROM parquet_file_metadata('{path}')")
     index = np.full(entity_count, -1, dtype=np.int64)
-    index[matched.column("__rid").to_numpy()] = matched.column("__row").fill_null(-1).to_numpy()
-    return pa.array(index, mask=index < 0)
+    if entity_count * JOIN_FETCH_RATIO < (source_rows.fetchall()[0][0] or 0):
+        con.register(MATCHED, matched)
+        try:
+            fetched = con.sql(
+                f"SELECT m.__rid, {sources} FROM {MATCHED} m JOIN {scan} f "
+                "ON m.__row = f.file_row_number"
+            ).to_arrow_table()
+        finally:
+            con.unregister(MATCHED)
+        index[fetched.column("__rid").to_numpy()] = np.arange(fetched.num_rows)
+        fetched = fetched.drop_columns(["__rid"])
+    else:
+        # DuckDB keeps a plain scan's file order (preserve_insertion_order is on by default).
+        fetched = con.sql(f"SELECT {sources} FROM read_parquet('{path}')").to_arrow_table()
+        index[matched.column("__rid").to_numpy()] = matched.column("__row").fill_null(-1).to_numpy()
+    rows = pa.array(index, mask=index < 0)
+    return fetched.take(rows), rows.is_valid()
 
 
 def _ttl_us(ttl: timedelta) -> int:
@@ -203,13 +225,12 @@ def point_in_time_join(
         finally:
             con.unregister(ENTITIES)
             con.unregister(KEYS)
-        rows = _row_numbers(matched, entity_rows.num_rows)
+        features, found = _fetch_features(con, view, matched, entity_rows.num_rows)
         del matched
-        features = con.sql(_feature_columns_query(view)).to_arrow_table().take(rows)
         for source, name in view.features:
             entity_rows = entity_rows.append_column(name, features.column(source))
         if flag_history:
-            entity_rows = entity_rows.append_column(history_flag(view), rows.is_valid())
+            entity_rows = entity_rows.append_column(history_flag(view), found)
     return entity_rows
 
 

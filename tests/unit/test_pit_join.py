@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from components.features import pit_join
 from components.features.pit_join import ViewSource, point_in_time_join
 
 TS = pa.timestamp("us", tz="UTC")
@@ -243,9 +244,17 @@ def _check_against(result: pa.Table, references: dict[str, pd.DataFrame]) -> Non
 # randomized comparisons
 
 
+# Features are fetched by a join on the row number (few entity rows) or read whole and taken.
+FETCH_RATIO = {"join": 0, "whole": 10**12}
+
+
+@pytest.mark.parametrize("fetch", sorted(FETCH_RATIO))
 @pytest.mark.parametrize("semantics", ["as_known", "feast"])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_matches_reference(seed: int, semantics: str, tmp_path: Path) -> None:
+def test_matches_reference(
+    seed: int, semantics: str, fetch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pit_join, "JOIN_FETCH_RATIO", FETCH_RATIO[fetch])
     s = Scenario(seed, tmp_path)
     result = point_in_time_join(s.table, s.views, "event_timestamp", semantics)
 
