@@ -53,10 +53,17 @@ WRITES = [
     (f"{STORES}.redis:RedisOnlineStore", "online_write_batch", "online_write_batch"),
     ("feast.infra.registry.registry:Registry", "apply_materialization", "record the interval"),
 ]
+WRITERS = "components.features.online_write"
 MATERIALIZE = {
     materialize.PORTSIDE: [
         ("components.features.feast_repo", "open_store", "open store (registry)"),
-        ("feast.utils", "_convert_arrow_to_proto", "arrow -> protos"),
+        # Portside's writers encode column-wise (online_values) and write in bulk; the DuckDB
+        # query runs while the first batch is pulled, so it is in "other".
+        (f"{WRITERS}:SqliteWriter", "__call__", "bulk write: sqlite"),
+        (f"{WRITERS}:RedisWriter", "__call__", "bulk write: redis"),
+        (WRITERS, "encode_rows", "of which encode values (column-wise)"),
+        (f"{WRITERS}:SqliteWriter", "_stored_event_times", "of which read stored event times"),
+        (f"{WRITERS}:RedisWriter", "_stored_nanos", "of which read stored event times"),
         *WRITES,
     ],
     materialize.FEAST: [

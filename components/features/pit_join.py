@@ -35,6 +35,8 @@ KEYS = "__portside_keys"  # the entity rows' distinct keys, for the source filte
 MATCHED = "__portside_matched"
 # Fetch features by a join on the row number when source rows > entity rows * this.
 JOIN_FETCH_RATIO = 4
+# Match by brute-force pairs (`_pairs_query`) when entity rows <= distinct keys * this.
+PAIRS_ROWS_PER_KEY = 2
 # (event, created) packed into one HUGEINT, ordered as the pair: created is a signed 64-bit
 # number of microseconds, so event * 2**64 + created never reaches the next event value.
 PACK = 2**64
@@ -120,14 +122,16 @@ def _states_query(view: ViewSource, span: TimeRange) -> str:
     """
 
 
-def _match_query(view: ViewSource, semantics: Semantics, span: TimeRange) -> str:
+def _match_query(view: ViewSource, semantics: Semantics, span: TimeRange, pairs: bool) -> str:
     """Per entity row, the source row number to use: NULL for none, or only rows older than
     the TTL. Rows come in no particular order.
 
     ``feast``: the greatest `__order` at or below (t, any created) is the greatest (event,
     created) with event <= t, so one ASOF join on `__order` needs no window. ``as_known``:
-    an ASOF join on `__available` over the states.
+    an ASOF join on `__available` over the states. With `pairs`, neither: see `_pairs_query`.
     """
+    if pairs:
+        return _pairs_query(view, semantics, span)
     match = " AND ".join(f"e.{_quote(k)} = s.{_quote(k)}" for k in view.join_keys)
     if semantics == "as_known":
         states, condition = _states_query(view, span), "e.__t >= s.__available"
@@ -140,6 +144,28 @@ def _match_query(view: ViewSource, semantics: Semantics, span: TimeRange) -> str
     return f"""
         SELECT e.{ROW_ID} AS __rid, CASE WHEN {fresh} THEN s.__row END AS __row
         FROM {ENTITIES} e ASOF LEFT JOIN ({states}) s ON {match} AND {condition}
+    """
+
+
+def _pairs_query(view: ViewSource, semantics: Semantics, span: TimeRange) -> str:
+    """The same result by brute force: join each entity row to every available row of its
+    key and keep the greatest `__order`. It sorts nothing, but makes (entity rows per key) x
+    (source rows of those keys) pairs: cheaper than the window and the ASOF sort only when
+    there are few entity rows per key (measured: 0.10 s against 0.29 s for 10k entity rows
+    over 3M source rows; no gain at 100k, ~3 rows per key)."""
+    match = " AND ".join(f"e.{_quote(k)} = s.{_quote(k)}" for k in view.join_keys)
+    available = "s.__available" if semantics == "as_known" else "s.__ts"
+    best_row = "arg_max(s.__row, s.__order)"
+    if view.ttl:
+        best_row = (
+            f"CASE WHEN arg_max(s.__ts, s.__order) >= e.__t - {_ttl_us(view.ttl)} "
+            f"THEN {best_row} END"
+        )
+    return f"""
+        SELECT e.{ROW_ID} AS __rid, {best_row} AS __row
+        FROM {ENTITIES} e LEFT JOIN ({_source_rows(view, semantics, span)}) s
+            ON {match} AND {available} <= e.__t
+        GROUP BY e.{ROW_ID}, e.__t
     """
 
 
@@ -220,8 +246,9 @@ def point_in_time_join(
         narrow, keys, span = _narrow_entities(entity_rows, view, event_timestamp_column)
         con.register(ENTITIES, narrow)
         con.register(KEYS, keys)
+        pairs = narrow.num_rows <= PAIRS_ROWS_PER_KEY * keys.num_rows
         try:
-            matched = con.sql(_match_query(view, semantics, span)).to_arrow_table()
+            matched = con.sql(_match_query(view, semantics, span, pairs)).to_arrow_table()
         finally:
             con.unregister(ENTITIES)
             con.unregister(KEYS)

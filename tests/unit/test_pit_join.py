@@ -244,17 +244,28 @@ def _check_against(result: pa.Table, references: dict[str, pd.DataFrame]) -> Non
 # randomized comparisons
 
 
-# Features are fetched by a join on the row number (few entity rows) or read whole and taken.
-FETCH_RATIO = {"join": 0, "whole": 10**12}
+# Rows are matched by window + ASOF join or by brute-force pairs (few entity rows per key);
+# features are fetched by a join on the row number (few entity rows) or read whole and taken.
+PLANS = {  # (PAIRS_ROWS_PER_KEY, JOIN_FETCH_RATIO)
+    "asof, whole": (0, 10**12),
+    "asof, join": (0, 0),
+    "pairs, join": (10**12, 0),
+    "pairs, whole": (10**12, 10**12),
+}
 
 
-@pytest.mark.parametrize("fetch", sorted(FETCH_RATIO))
+@pytest.fixture(autouse=True, params=sorted(PLANS))
+def plan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test of this module runs under each plan."""
+    pairs, fetch = PLANS[request.param]
+    monkeypatch.setattr(pit_join, "PAIRS_ROWS_PER_KEY", pairs)
+    monkeypatch.setattr(pit_join, "JOIN_FETCH_RATIO", fetch)
+    return request.param
+
+
 @pytest.mark.parametrize("semantics", ["as_known", "feast"])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_matches_reference(
-    seed: int, semantics: str, fetch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(pit_join, "JOIN_FETCH_RATIO", FETCH_RATIO[fetch])
+def test_matches_reference(seed: int, semantics: str, tmp_path: Path) -> None:
     s = Scenario(seed, tmp_path)
     result = point_in_time_join(s.table, s.views, "event_timestamp", semantics)
 
