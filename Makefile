@@ -9,7 +9,7 @@ DEMO_TRANSACTIONS ?= 200000
 # TensorFlow's INFO lines (oneDNN, CPU features) drown the demo's own output.
 export TF_CPP_MIN_LOG_LEVEL ?= 1
 
-.PHONY: setup demo test bench lint format clean requirements image
+.PHONY: setup demo test bench lint format clean requirements image airflow
 
 setup:  ## create/refresh the main environment (.venv, Python 3.11) from uv.lock
 	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv with pip"; \
@@ -31,6 +31,14 @@ TEST_WORKERS ?= auto
 
 test: setup  ## the whole test suite (what .ci/run calls)
 	UV="$(UV)" .venv/bin/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+
+# Airflow standalone on loopback (pipelines/airflow_standalone.py): AIRFLOW_HOME data/airflow
+# (SQLite, logs, admin password; reused by the next start), DAGs from dags/. Ctrl-C stops it all.
+AIRFLOW_PORT ?= 8080
+AIRFLOW_PARALLELISM ?= 2
+
+airflow: setup  ## local Airflow UI with dags/ on http://127.0.0.1:$(AIRFLOW_PORT); prints where the admin password is
+	$(PY) -m pipelines.airflow_standalone --port $(AIRFLOW_PORT) --parallelism $(AIRFLOW_PARALLELISM)
 
 bench: setup  ## benchmarks: print a table, write JSON under bench/results/
 	$(PY) -m bench

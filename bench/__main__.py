@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from bench.common import RESULTS, code_version, machine_info
 
-BENCHMARKS = ("feature_retrieval", "materialize", "phases", "components", "pipeline")
+BENCHMARKS = ("feature_retrieval", "materialize", "phases", "components", "pipeline", "dag_parse")
 
 
 def main(argv: list[str] | None = None) -> int:

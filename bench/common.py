@@ -95,7 +95,16 @@ def code_version() -> dict[str, Any]:
         done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
         return done.stdout.strip()
 
-    changed = git("diff", "--name-only", "HEAD", "--", "components", "pipelines", "synthetic_data", "feature_repo")
+    changed = git(
+        "diff",
+        "--name-only",
+        "HEAD",
+        "--",
+        "components",
+        "pipelines",
+        "synthetic_data",
+        "feature_repo",
+    )
     return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": changed.splitlines()}
 
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ArtifactKind = Literal["dataset", "model", "metrics", "html", "directory"]
+# What an orchestrator makes of a gate failure (exit 3): "fail" the run (validation said no),
+# or "skip" the step (nothing to do, e.g. push of a model that was not blessed).
+GatePolicy = Literal["fail", "skip"]
 ParameterType = type[str] | type[int] | type[float] | type[bool]
 
 
@@ -83,6 +86,8 @@ class ComponentSpec:
     # Scalar results an orchestrator can branch on (e.g. evaluate's `blessed`); each is a key
     # of the dict/dataclass that the implementation returns.
     returns: tuple[Parameter, ...] = ()
+    # A gate failure of this component fails the pipeline run, or only skips this step.
+    on_gate_failed: GatePolicy = "fail"
 
     def load(self) -> Callable[..., Any]:
         return _function(self.implementation)

@@ -12,6 +12,7 @@ read when the profile is loaded, never at import time.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -29,6 +30,8 @@ from pydantic import (
 from components.errors import ConfigurationError
 
 ENV_PREFIX = "PORTSIDE_"
+PROFILE_VARIABLE = "PORTSIDE_PROFILE"  # the profile a DAG file loads (Airflow kubernetes/vertex)
+DEFAULT_PROFILE = Path(__file__).resolve().parents[1] / "deploy" / "profiles" / "production.yaml"
 IN_IMAGE_REPO = "/opt/portside/feature_repo"  # where deploy/component.Dockerfile puts it
 SOURCES_VARIABLE = "PORTSIDE_FEATURE_SOURCES"  # read by feature_repo/definitions.py at apply
 
@@ -152,11 +155,133 @@ class VertexSettings(_Section):
     api_endpoint: str | None = None  # private endpoints; tests use a loopback
 
 
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # namespaces, accounts, PVCs
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|[kMGTPE]i?|[eE][0-9]+)?$")  # 500m, 4Gi, 1.5
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+LIMITS = ("requests", "limits")
+
+
+class KubernetesSettings(_Section):
+    """Where and as whom the Airflow `kubernetes` runner starts each task's pod.
+
+    Artifacts: every task of a DAG run reads and writes one folder tree, so all pods of the run
+    must see the same files at `artifact_root`. `artifact_store` says what is mounted there:
+    `pvc://NAME`, a ReadWriteMany PersistentVolumeClaim (Filestore, EFS, NFS), or
+    `gs://BUCKET`, a Cloud Storage bucket through GKE's Cloud Storage FUSE CSI driver (the
+    service account then needs roles/storage.objectUser on it). The Airflow binding's run
+    folders ({artifact_root}/<dag_id>/<run_id>/...) are paths inside that mount.
+    """
+
+    namespace: str = "portside"
+    # A Kubernetes service account; on GKE bind it to vertex.service_account with Workload
+    # Identity, so pods reach Cloud Storage, Vertex AI and the registry as that account.
+    service_account: str = "portside-runner"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    artifact_root: str = "/mnt/portside"
+    artifact_store: str = "pvc://portside-artifacts"
+    # Requests/limits of every task's container; `task_resources` overrides them per task id.
+    resources: dict[str, dict[str, str]] = {
+        "requests": {"cpu": "1", "memory": "4Gi"},
+        "limits": {"memory": "8Gi"},
+    }
+    task_resources: dict[str, dict[str, dict[str, str]]] = {}
+    # The Airflow connection to the cluster. While kubernetes_default is not defined, the
+    # provider uses the in-cluster configuration (KubernetesExecutor), else ~/.kube/config.
+    kubernetes_conn_id: str = "kubernetes_default"
+
+    @field_validator("namespace", "service_account")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not DNS_LABEL.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes name (lowercase a-z, 0-9 and -)")
+        return value
+
+    @field_validator("artifact_root")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not PurePosixPath(value).is_absolute():
+            raise ValueError(f"{value!r} must be an absolute path inside the pod")
+        return value
+
+    @field_validator("artifact_store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        kind, sep, name = value.partition("://")
+        if not sep or kind not in ("pvc", "gs") or not name.strip("/"):
+            raise ValueError(
+                f"{value!r} is neither pvc://CLAIM (a ReadWriteMany PersistentVolumeClaim) nor "
+                "gs://BUCKET (Cloud Storage through GKE's Cloud Storage FUSE CSI driver)"
+            )
+        name = name.strip("/")
+        if kind == "pvc" and not DNS_LABEL.match(name):
+            raise ValueError(f"{value!r}: {name!r} is not a Kubernetes name")
+        if kind == "gs" and not BUCKET.match(name):
+            raise ValueError(f"{value!r}: {name!r} is not a bucket name (the bucket alone)")
+        return f"{kind}://{name}"
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        return _check_resources(value, "resources")
+
+    @field_validator("task_resources")
+    @classmethod
+    def _task_resources(cls, value: dict[str, dict[str, dict[str, str]]]) -> dict:
+        return {task: _check_resources(r, f"task_resources.{task}") for task, r in value.items()}
+
+    def artifact_volume(self) -> tuple[str, str]:
+        """("pvc" | "gs", claim or bucket name)."""
+        kind, _, name = self.artifact_store.partition("://")
+        return kind, name
+
+    def resources_for(self, task_id: str) -> dict[str, dict[str, str]]:
+        """The task's requests and limits: its own entries over the defaults."""
+        own = self.task_resources.get(task_id, {})
+        return {kind: {**self.resources.get(kind, {}), **own.get(kind, {})} for kind in LIMITS}
+
+
+def _check_resources(value: dict[str, dict[str, str]], where: str) -> dict[str, dict[str, str]]:
+    for kind, quantities in value.items():
+        if kind not in LIMITS:
+            raise ValueError(f"{where}: {kind!r} is neither requests nor limits")
+        for name, quantity in quantities.items():
+            if not QUANTITY.match(str(quantity)):
+                raise ValueError(
+                    f"{where}.{kind}.{name}: {quantity!r} is not a quantity (500m, 2, 4Gi)"
+                )
+    return {kind: {k: str(v) for k, v in q.items()} for kind, q in value.items()}
+
+
 class Profile(_Section):
     image: ImageSettings = ImageSettings()
     feast: FeastSettings
     registry: RegistrySettings
     vertex: VertexSettings
+    kubernetes: KubernetesSettings = KubernetesSettings()
+
+    def image_name(self) -> str:
+        """The component image: the profile's, else the versioned project image."""
+        from components.image import component_image
+
+        return self.image.name or component_image()
+
+    def vertex_target(self, **overrides: Any) -> Any:
+        """The `vertex` section as a pipelines.vertex.VertexTarget; `overrides` win."""
+        from pipelines.vertex import VertexTarget
+
+        vertex = self.vertex
+        values = dict(
+            project=vertex.project,
+            region=vertex.region,
+            pipeline_root=vertex.pipeline_root,
+            service_account=vertex.service_account,
+            network=vertex.network,
+            labels=dict(vertex.labels),
+            experiment=vertex.experiment,
+            encryption_key=vertex.encryption_key,
+            api_endpoint=vertex.api_endpoint,
+        )
+        return VertexTarget(**{**values, **overrides})
 
     def pipeline_defaults(self) -> Any:
         """The compiled pipeline's parameter defaults for this profile."""
@@ -184,6 +309,12 @@ class Profile(_Section):
             encryption_key=self.vertex.encryption_key or "",
             environment=self.feast.environment(),
         )
+
+
+def profile_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The profile named by PORTSIDE_PROFILE, else the repository's production profile."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get(PROFILE_VARIABLE) or DEFAULT_PROFILE)
 
 
 def load_profile(path: str | Path, environ: Mapping[str, str] | None = None) -> Profile:

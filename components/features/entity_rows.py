@@ -5,9 +5,10 @@ Every problem is an `InputDataError` naming the file and the column; nothing is 
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from components.errors import InputDataError
+from components.errors import ConfigurationError, InputDataError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -61,3 +62,45 @@ def normalize_timestamps(table: pa.Table, column: str, source: str) -> pa.Table:
         values = pc.assume_timezone(values.cast(pa.timestamp(unit)), "UTC")
     values = values.cast(pa.timestamp("us", tz="UTC"), safe=False)
     return table.set_column(table.column_names.index(column), column, values)
+
+
+def select_window(
+    table: pa.Table, column: str, rows_from: str, rows_until: str, source: str
+) -> tuple[pa.Table, int]:
+    """The rows with rows_from <= `column` < rows_until (an empty bound is no bound) and how
+    many were left out. `column` is already a UTC timestamp (normalize_timestamps)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    start, end = _moment(rows_from, "rows_from"), _moment(rows_until, "rows_until")
+    if start is not None and end is not None and start >= end:
+        raise ConfigurationError(f"--rows-from ({start}) must be before --rows-until ({end})")
+    if start is None and end is None:
+        return table, 0
+    kind = pa.timestamp("us", tz="UTC")
+    values = table.column(column)
+    keep = None
+    if start is not None:
+        keep = pc.greater_equal(values, pa.scalar(start, kind))
+    if end is not None:
+        before = pc.less(values, pa.scalar(end, kind))
+        keep = before if keep is None else pc.and_(keep, before)
+    selected = table.filter(keep)
+    if selected.num_rows == 0:
+        raise InputDataError(
+            f"{source}: no entity rows with {column} in [{rows_from or '-inf'}, "
+            f"{rows_until or '+inf'}) (of {table.num_rows}; rows span "
+            f"{pc.min(values)} to {pc.max(values)})"
+        )
+    return selected, table.num_rows - selected.num_rows
+
+
+def _moment(text: str, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as error:
+        flag = "--" + name.replace("_", "-")
+        raise ConfigurationError(f"{flag}: not an ISO date/time: {text!r}") from error
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment

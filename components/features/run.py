@@ -15,6 +15,7 @@ from components.features.entity_rows import (
     check_integer_keys,
     normalize_timestamps,
     require_columns,
+    select_window,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ def run(
     point_in_time: str = "as_known",
     full_feature_names: bool = False,
     engine: str = "auto",
+    rows_from: str = "",
+    rows_until: str = "",
 ) -> FeaturesManifest:
     """Build the training set; write `training_set.parquet` and `manifest.json` into
     the `training_set` directory and return the manifest. The manifest holds no paths or
@@ -67,7 +70,8 @@ def run(
     feature_service and label_column are required: the model's names come from the caller.
     engine: "duckdb" (Portside's point-in-time join over Parquet sources), "feast" (the
     repo's configured offline store, e.g. BigQuery; Feast's semantics), or "auto" (duckdb
-    when every source is a Parquet file, else feast).
+    when every source is a Parquet file, else feast). rows_from/rows_until: only the entity
+    rows in [rows_from, rows_until) (ISO times; empty: unbounded), e.g. a run's data interval.
     """
     from components.features.feast_repo import open_store, resolve_service
 
@@ -75,7 +79,15 @@ def run(
     store = open_store(feature_repo)
     service = resolve_service(store, feature_service, full_feature_names)
     engine = _choose_engine(engine, service, point_in_time)
+    # Hashing the definitions and sources (for cache revalidation) releases the GIL: it runs
+    # while the entity rows are read and joined.
+    hashing = ThreadPoolExecutor(max_workers=1)
+    files_read = hashing.submit(_files_read, store, service, engine)
+    hashing.shutdown(wait=False)
     table = load_entity_rows(Path(entity_rows), service, event_timestamp_column, label_column)
+    table, outside = select_window(
+        table, event_timestamp_column, rows_from, rows_until, str(entity_rows)
+    )
     if engine == "duckdb":
         result, without_history = build_training_set(
             table, service, event_timestamp_column, point_in_time
@@ -107,7 +119,10 @@ def run(
             engine,
         )
         written_file.result()
-    manifest.read = _files_read(store, service, engine)
+    if rows_from or rows_until:  # the window shapes the set: say what it left out
+        manifest.extra["rows_window"] = [rows_from, rows_until]
+        manifest.extra["rows_outside_window"] = outside
+    manifest.read = files_read.result()
     written = {k: v for k, v in asdict(manifest).items() if k != "read"}
     (out_dir / MANIFEST_FILE).write_text(json.dumps(written, indent=2))
     return manifest

@@ -35,6 +35,20 @@ SPEC = ComponentSpec(
         ),
         Parameter("event_timestamp_column", str, "event_timestamp", "Entity rows' time column."),
         Parameter("label_column", str, REQUIRED, "Label column of the entity rows."),
+        # A scheduled run trains on its own data interval, so a re-run or backfill of a past
+        # interval builds the same training set whatever else the file holds.
+        Parameter(
+            "rows_from",
+            str,
+            "",
+            "ISO time: use only entity rows at or after it (naive means UTC); empty: no bound.",
+        ),
+        Parameter(
+            "rows_until",
+            str,
+            "",
+            "ISO time: use only entity rows before it (naive means UTC); empty: no bound.",
+        ),
         Parameter(
             "point_in_time",
             str,
