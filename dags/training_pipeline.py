@@ -24,15 +24,16 @@ from pipelines.airflow_assets import DRIFT_DETECTED, FEATURES_FRESH
 from pipelines.airflow_binding import (
     artifact_path,
     component_task,
+    pipeline_defaults,
     pipeline_task,
     run_end,
     run_start,
     runner_name,
 )
-from pipelines.training_pipeline import PipelineDefaults
 
-DEFAULTS = PipelineDefaults()  # the embedded defaults `portside run --local` uses
 RUNNER = runner_name()
+# Local: the embedded defaults `portside run --local` uses; in the image: the profile's.
+DEFAULTS = pipeline_defaults(RUNNER)
 
 # The worked example's names: the DAG's trigger form shows and takes them.
 PARAMS = {
@@ -60,10 +61,12 @@ PARAMS = {
         0.01, type="number", description="Largest ROC AUC drop allowed against the champion"
     ),
 }
-if RUNNER != "vertex":  # on Vertex AI the production profile decides these
+if RUNNER != "vertex":  # on Vertex AI the compiled pipeline's (profile) defaults decide
     PARAMS |= {
         "feature_repo": Param(
-            DEFAULTS.feature_repo, type="string", description="Feast repo, relative to the project"
+            DEFAULTS.feature_repo,
+            type="string",
+            description="Feast repo (locally: relative to the project)",
         ),
         "expectation_suite": Param(
             DEFAULTS.expectation_suite, type="string", description="GX expectation suite (JSON)"
@@ -72,7 +75,7 @@ if RUNNER != "vertex":  # on Vertex AI the production profile decides these
         "tracking_uri": Param(
             DEFAULTS.tracking_uri or None,
             type=["null", "string"],
-            description="MLflow tracking/registry URI; empty: data/mlflow/mlflow.db",
+            description="MLflow tracking/registry URI; empty: data/mlflow/mlflow.db (local)",
         ),
     }
 
@@ -161,8 +164,8 @@ def vertex_pipeline() -> None:
         parameter_values={
             "entity_rows_uri": _p("entity_rows"),
             "as_of": END,
-            # TODO(lead): pass ROWS_FROM / END as rows_from / rows_until once the KFP pipeline
-            # declares them (pipelines/training_pipeline.py); Vertex refuses unknown names.
+            "rows_from": ROWS_FROM,
+            "rows_until": END,
             **{name: _p(name) for name in names},
         },
         retries=1,

@@ -71,6 +71,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.types import TaskInstanceKey
 
+    from pipelines.training_pipeline import PipelineDefaults
+
 RUNNER_VARIABLE = "PORTSIDE_AIRFLOW_RUNNER"
 ARTIFACT_ROOT_VARIABLE = "PORTSIDE_ARTIFACT_ROOT"
 CACHE_DIR_VARIABLE = "PORTSIDE_CACHE_DIR"
@@ -126,6 +128,19 @@ def _pod_artifact_root(environ: Mapping[str, str]) -> str:
     from pipelines.profile import load_profile, profile_path
 
     return load_profile(profile_path(environ), environ).kubernetes.artifact_root
+
+
+def pipeline_defaults(runner: str | None = None) -> PipelineDefaults:
+    """The DAG params' defaults: the embedded ones (the project's files, data/mlflow) for the
+    local runner; where tasks run in the image (kubernetes, vertex), the production profile's
+    (PORTSIDE_PROFILE): the image's feature repo and suite, the shared MLflow server."""
+    from pipelines.training_pipeline import PipelineDefaults
+
+    if runner_name(runner) == "local":
+        return PipelineDefaults()
+    from pipelines.profile import load_profile, profile_path
+
+    return load_profile(profile_path()).pipeline_defaults()
 
 
 def runner_name(runner: str | None = None) -> str:

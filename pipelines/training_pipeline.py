@@ -124,6 +124,8 @@ def create_pipeline(
         serving_output: str = "fraud_probability",
         point_in_time: str = "as_known",
         features_engine: str = "auto",
+        rows_from: str = "",
+        rows_until: str = "",
         expectation_suite: str = d.expectation_suite,
         as_of: str = "",
         epochs: int = 8,
@@ -151,6 +153,8 @@ def create_pipeline(
             label_column=label_column,
             point_in_time=point_in_time,
             engine=features_engine,
+            rows_from=rows_from,
+            rows_until=rows_until,
             portside_cache_dir=portside_cache_dir,
         )
         _configure(features, jobs)

@@ -441,30 +441,35 @@ def stored_counts(repo: Path) -> set[int]:
 # -- Asset-triggered training -----------------------------------------------------------------
 
 
-@pytest.mark.skip(
-    reason="issue 9: after `airflow dags test drift_monitor` the drift_detected event queued no "
-    "training_pipeline run (asset_dag_run_queue empty); the queueing path is still to find"
-)
 def test_a_drift_event_queues_a_training_run(airflow, project, base):
     env = binding_env(project, base)
-    airflow.query("DELETE FROM asset_dag_run_queue")  # earlier "features fresh" events
-    done, _, tasks = dag_test(airflow, env, "drift_monitor", LOGICAL_DATE, {})
-    assert done.returncode == 0, done.stderr[-3000:]
-    queued = airflow.query(
-        "SELECT target_dag_id FROM asset_dag_run_queue JOIN asset ON asset.id = asset_id "
-        "WHERE asset.name = 'drift_detected'"
-    )
-    assert queued == [("training_pipeline",)]
-    # The scheduler turns the queue entry into a run; a pool without slots keeps it from
-    # starting any task.
+    # Airflow queues asset-triggered runs only for DAGs that are known and unpaused (a paused
+    # consumer's events are not queued), so: every DAG in the database, training unpaused, and
+    # a pool without slots so that the scheduler below creates runs but starts no task.
+    airflow.airflow("dags", "reserialize", env=env)
     airflow.airflow("pools", "set", "default_pool", "0", "no slots in this test", env=env)
     airflow.airflow("dags", "unpause", "training_pipeline", env=env)
-    scheduler = airflow.popen([str(BIN / "airflow"), "scheduler"], base / "scheduler.log", env)
+    airflow.query("DELETE FROM asset_dag_run_queue")  # earlier "features fresh" events
     try:
-        runs = wait_for_asset_run(airflow)
+        done, _, tasks = dag_test(airflow, env, "drift_monitor", LOGICAL_DATE, {})
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert tasks["report_drift"]["state"] == "success"
+        queued = airflow.query(
+            "SELECT target_dag_id FROM asset_dag_run_queue JOIN asset ON asset.id = asset_id "
+            "WHERE asset.name = 'drift_detected'"
+        )
+        assert queued == [("training_pipeline",)]
+        # The scheduler turns the queue entry into an asset-triggered run.
+        log = base / "scheduler.log"
+        scheduler = airflow.popen([str(BIN / "airflow"), "scheduler"], log, env)
+        try:
+            runs = wait_for_asset_run(airflow)
+        finally:
+            stop_process(scheduler)
     finally:
-        stop_process(scheduler)
-    assert runs, (base / "scheduler.log").read_text()[-5000:]
+        airflow.airflow("dags", "pause", "training_pipeline", env=env)
+        airflow.airflow("pools", "set", "default_pool", "128", "default", env=env)
+    assert runs, log.read_text()[-5000:]
     (run_id,) = runs[0]
     consumed = airflow.query(
         "SELECT asset.name FROM dagrun_asset_event "

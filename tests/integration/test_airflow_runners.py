@@ -22,7 +22,7 @@ import re
 import shutil
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -401,6 +401,11 @@ def test_training_dag_runs_each_step_as_a_pod_of_the_project_image(airflow_db, t
     assert _flag(by_step["validate"], "--training-set") == f"{run_folder}/features/training_set"
     assert _flag(by_step["train"], "--model") == f"{run_folder}/train/model"
     assert _flag(by_step["push"], "--evaluation") == f"{run_folder}/evaluate/evaluation"
+    # The params' defaults are the profile's: the image's repo and suite, the shared MLflow.
+    assert _flag(features, "--feature-repo") == profile.image.feature_repo
+    assert _flag(by_step["validate"], "--suite") == profile.image.expectation_suite
+    for step in ("train", "evaluate", "push"):
+        assert _flag(by_step[step], "--tracking-uri") == profile.registry.tracking_uri, step
     # Each task still returns where its outputs and run manifests are.
     returned = result["xcom"]["validate.return_value"]
     assert returned["exit_code"] == 0
@@ -609,6 +614,12 @@ def test_vertex_mode_submits_the_compiled_pipeline_and_waits_deferred(
     values = runtime["parameterValues"]
     assert values["entity_rows_uri"] == "gs://ml-data/rows.parquet"
     assert values["as_of"] == LOGICAL_DATE  # the data interval's end, not the clock
+    # The training set is the rows of the 90 days (the param's default) before that end.
+    assert values["rows_until"] == LOGICAL_DATE
+    assert (
+        values["rows_from"]
+        == (datetime.fromisoformat(LOGICAL_DATE) - timedelta(days=90)).isoformat()
+    )
     assert values["epochs"] == 3 and values["min_roc_auc"] == 0.75  # typed as declared
     assert values["feature_service"] == "fraud_model_v1"
     spec = job["pipelineSpec"]

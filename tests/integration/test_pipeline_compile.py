@@ -208,3 +208,6 @@ def test_bigquery_configuration_runs_features_on_the_offline_store(compiled):
     task = spec["root"]["dag"]["tasks"]["features"]["inputs"]["parameters"]
     assert task["engine"] == {"componentInputParameter": "features_engine"}
     assert task["point_in_time"] == {"componentInputParameter": "point_in_time"}
+    for bound in ("rows_from", "rows_until"):  # the entity-row window: unbounded by default
+        assert inputs[bound]["defaultValue"] == ""
+        assert task[bound] == {"componentInputParameter": bound}
