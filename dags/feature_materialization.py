@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
 from pipelines.airflow_assets import FEATURES_FRESH
-from pipelines.airflow_binding import command_task, run_end, run_start
+from pipelines.airflow_binding import Binding, run_end, run_start
 
 INTERVAL = timedelta(hours=1)
 
@@ -42,7 +42,7 @@ with DAG(
         ),
     },
 ) as dag:
-    command_task(
+    Binding.from_environment().command_task(
         "materialize",
         [
             "portside",

@@ -1,8 +1,8 @@
 """Daily, or when features are fresh or drift was detected: train, judge and publish a model.
 
 features -> validate -> train -> evaluate -> push, one task per Portside component
-(`pipelines.airflow_binding`); with `PORTSIDE_AIRFLOW_RUNNER=vertex`, one deferrable task that
-runs the same pipeline on Vertex AI Pipelines.
+(`pipelines.airflow_binding.Binding`); with `PORTSIDE_AIRFLOW_RUNNER=vertex`, one deferrable
+task that runs the same pipeline on Vertex AI Pipelines.
 
 Every time comes from the run, never the clock: the run's end is its data interval's end (an
 Asset-triggered run has none: the time it was queued for). The training set is the entity rows
@@ -21,19 +21,13 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, chain
 
 from pipelines.airflow_assets import DRIFT_DETECTED, FEATURES_FRESH
-from pipelines.airflow_binding import (
-    artifact_path,
-    component_task,
-    pipeline_defaults,
-    pipeline_task,
-    run_end,
-    run_start,
-    runner_name,
-)
+from pipelines.airflow_binding import Binding, run_end, run_start
 
-RUNNER = runner_name()
+# The runner, the folders and (tasks in the image) the production profile, read once.
+BINDING = Binding.from_environment()
+RUNNER = BINDING.runner
 # Local: the embedded defaults `portside run --local` uses; in the image: the profile's.
-DEFAULTS = pipeline_defaults(RUNNER)
+DEFAULTS = BINDING.pipeline_defaults()
 
 # The worked example's names: the DAG's trigger form shows and takes them.
 PARAMS = {
@@ -92,12 +86,12 @@ TRACKING_URI = "{{ params.tracking_uri or '' }}"  # null (the form's empty field
 
 def component_pipeline() -> None:
     """features -> validate -> train -> evaluate -> push, outputs in the run's folder."""
-    training_set = artifact_path("features/training_set")
-    validation = artifact_path("validate/validation")
-    model = artifact_path("train/model")
-    evaluation = artifact_path("evaluate/evaluation")
+    training_set = BINDING.artifact_path("features/training_set")
+    validation = BINDING.artifact_path("validate/validation")
+    model = BINDING.artifact_path("train/model")
+    evaluation = BINDING.artifact_path("evaluate/evaluation")
     registry = {"model_name": _p("model_name"), "tracking_uri": TRACKING_URI}
-    features = component_task(
+    features = BINDING.component_task(
         "features",
         inputs={"entity_rows": _p("entity_rows")},
         outputs={"training_set": training_set},
@@ -111,7 +105,7 @@ def component_pipeline() -> None:
         retries=2,
         execution_timeout=timedelta(minutes=30),
     )
-    validate = component_task(
+    validate = BINDING.component_task(
         "validate",
         inputs={"training_set": training_set},
         outputs={"validation": validation},
@@ -119,7 +113,7 @@ def component_pipeline() -> None:
         retries=2,  # errors only: a failed gate is never retried
         execution_timeout=timedelta(minutes=15),
     )
-    train = component_task(
+    train = BINDING.component_task(
         "train",
         inputs={"training_set": training_set, "validation": validation},
         outputs={"model": model},
@@ -131,7 +125,7 @@ def component_pipeline() -> None:
         retries=1,
         execution_timeout=timedelta(hours=2),
     )
-    evaluate = component_task(
+    evaluate = BINDING.component_task(
         "evaluate",
         inputs={"model": model, "training_set": training_set, "validation": validation},
         outputs={"evaluation": evaluation},
@@ -144,10 +138,10 @@ def component_pipeline() -> None:
         retries=2,
         execution_timeout=timedelta(minutes=30),
     )
-    push = component_task(
+    push = BINDING.component_task(
         "push",
         inputs={"model": model, "evaluation": evaluation},
-        outputs={"pushed": artifact_path("push/pushed")},
+        outputs={"pushed": BINDING.artifact_path("push/pushed")},
         parameters=registry,
         retries=3,  # a registry that is briefly away; "not blessed" skips instead
         execution_timeout=timedelta(minutes=15),
@@ -159,7 +153,7 @@ def vertex_pipeline() -> None:
     """The same pipeline as one Vertex AI job; the task waits deferred (no worker slot)."""
     names = ("feature_service", "label_column", "serving_output", "model_name", "epochs")
     names += ("min_roc_auc", "min_pr_auc", "max_regression")
-    pipeline_task(
+    BINDING.pipeline_task(
         "training_pipeline_on_vertex",
         parameter_values={
             "entity_rows_uri": _p("entity_rows"),

@@ -12,10 +12,12 @@ is parsed (an environment variable costs nothing; no metadata-database access at
   (`feature_repo`, `data/...`) mean what they mean for `portside run --local`;
   `kubernetes`: a KubernetesPodOperator with the project image (`pipelines.airflow_kubernetes`);
   `vertex`: the training DAG is one deferrable task that submits the compiled KFP pipeline
-  (`pipeline_task`, `pipelines.airflow_vertex`). Those modules are imported only in their mode,
-  so a local-mode parse never imports the Kubernetes provider or Google's client.
+  (`Binding.pipeline_task`, `pipelines.airflow_vertex`). Those modules are imported only in
+  their mode, so a local-mode parse never imports the Kubernetes provider or Google's client.
+  A DAG file makes one `Binding` and builds its tasks with it: the production profile
+  (kubernetes, vertex) is read and validated once per parse.
 - `PORTSIDE_ARTIFACT_ROOT`: where each run's outputs go, `<root>/<dag_id>/<run_id>/<step>/...`
-  (`artifact_path`); default `<project>/data/airflow_runs`; on Kubernetes the shared volume
+  (`Binding.artifact_path`); default `<project>/data/airflow_runs`; on Kubernetes the shared volume
   every pod mounts (default: the production profile's `kubernetes.artifact_root`).
 - `PORTSIDE_CACHE_DIR`: Portside's content-addressed cache (`--cache-dir`); default
   `<project>/data/cache`, the one `portside run --local` uses (on Kubernetes
@@ -71,6 +73,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.types import TaskInstanceKey
 
+    from pipelines.profile import Profile
     from pipelines.training_pipeline import PipelineDefaults
 
 RUNNER_VARIABLE = "PORTSIDE_AIRFLOW_RUNNER"
@@ -91,26 +94,35 @@ RUN_END = "(dag_run.data_interval_end or dag_run.run_after)"
 
 
 @dataclass(frozen=True)
-class BindingSettings:
-    """Where tasks run and write, from the environment of the process that parses the DAG."""
+class Binding:
+    """Where tasks run and write, read once from the environment of the process that parses
+    the DAG file: a DAG file makes one (`Binding.from_environment()`) and builds its tasks
+    with it, so the production profile is read and validated once per parse."""
 
     runner: str
     project_dir: str
     artifact_root: str
     cache_dir: str | None  # None: --no-cache
+    profile: Profile | None = None  # kubernetes and vertex: the production profile
 
     @classmethod
     def from_environment(
         cls, environ: Mapping[str, str] | None = None, runner: str | None = None
-    ) -> BindingSettings:
+    ) -> Binding:
         """Local: run folders and cache under the project's data/. Kubernetes: both on the
-        volume every pod mounts (the profile's `kubernetes.artifact_root`). `runner` wins
-        over $PORTSIDE_AIRFLOW_RUNNER."""
+        volume every pod mounts (the profile's `kubernetes.artifact_root`). Kubernetes and
+        vertex load the profile PORTSIDE_PROFILE names (a bad one is an import error of the
+        DAG file, naming the field). `runner` wins over $PORTSIDE_AIRFLOW_RUNNER."""
         env = os.environ if environ is None else environ
         runner = runner_name(runner or env.get(RUNNER_VARIABLE) or "local")
         project = env.get(PROJECT_DIR_VARIABLE) or str(REPOSITORY)
+        profile = None
+        if runner != "local":
+            from pipelines.profile import load_profile, profile_path
+
+            profile = load_profile(profile_path(env), env)
         if runner == "kubernetes":
-            root = env.get(ARTIFACT_ROOT_VARIABLE) or _pod_artifact_root(env)
+            root = env.get(ARTIFACT_ROOT_VARIABLE) or profile.kubernetes.artifact_root
             cache = env.get(CACHE_DIR_VARIABLE) or f"{root.rstrip('/')}/cache"
         else:
             root = env.get(ARTIFACT_ROOT_VARIABLE) or str(Path(project) / "data" / "airflow_runs")
@@ -120,27 +132,106 @@ class BindingSettings:
             project_dir=project,
             artifact_root=root.rstrip("/"),
             cache_dir=None if cache == NO_CACHE else cache,
+            profile=profile,
         )
 
+    def pipeline_defaults(self) -> PipelineDefaults:
+        """The DAG params' defaults: the embedded ones (the project's files, data/mlflow) for
+        the local runner; where tasks run in the image (kubernetes, vertex), the production
+        profile's: the image's feature repo and suite, the shared MLflow server."""
+        from pipelines.training_pipeline import PipelineDefaults
 
-def _pod_artifact_root(environ: Mapping[str, str]) -> str:
-    """Where the pods mount the shared artifact store (the production profile says)."""
-    from pipelines.profile import load_profile, profile_path
+        return PipelineDefaults() if self.profile is None else self.profile.pipeline_defaults()
 
-    return load_profile(profile_path(environ), environ).kubernetes.artifact_root
+    def artifact_path(self, dag_run_relative: str) -> str:
+        """`<artifact root>/<dag_id>/<run_id>/<dag_run_relative>`, templated: every run (and
+        every try of it) writes into its own folder."""
+        run_folder = f"{self.artifact_root}/{{{{ dag.dag_id }}}}/{{{{ run_id }}}}"
+        return f"{run_folder}/{dag_run_relative.lstrip('/')}"
 
+    def component_task(
+        self,
+        name: str,
+        *,
+        task_id: str | None = None,
+        inputs: dict[str, str],
+        outputs: dict[str, str],
+        parameters: dict[str, object],
+        **operator_kwargs: Any,
+    ) -> BaseOperator:
+        """The task that runs component `name`; values may be Jinja templates."""
+        spec = get_spec(name)
+        arguments = component_arguments(spec, inputs, outputs, parameters, self.cache_dir)
+        task_id = task_id or name
+        operator_kwargs.setdefault("doc_md", spec.doc)
+        if self.runner == "local":
+            return PortsideOperator(
+                task_id=task_id,
+                argv=[sys.executable, "-m", "components", *arguments],
+                cwd=self.project_dir,
+                on_gate_failed=spec.on_gate_failed,
+                outputs=dict(outputs),
+                reports=component_reports(spec),
+                **operator_kwargs,
+            )
+        if self.runner == "kubernetes":
+            from pipelines.airflow_kubernetes import kubernetes_operator
 
-def pipeline_defaults(runner: str | None = None) -> PipelineDefaults:
-    """The DAG params' defaults: the embedded ones (the project's files, data/mlflow) for the
-    local runner; where tasks run in the image (kubernetes, vertex), the production profile's
-    (PORTSIDE_PROFILE): the image's feature repo and suite, the shared MLflow server."""
-    from pipelines.training_pipeline import PipelineDefaults
+            return kubernetes_operator(
+                task_id,
+                ["python", "-m", "components"],
+                arguments,
+                on_gate_failed=spec.on_gate_failed,
+                profile=self.profile,
+                outputs=dict(outputs),
+                reports=component_reports(spec),
+                **operator_kwargs,
+            )
+        raise ConfigurationError(
+            f"{task_id}: in the vertex runner the whole pipeline is one Vertex AI job "
+            "(pipeline_task), not a task per component"
+        )
 
-    if runner_name(runner) == "local":
-        return PipelineDefaults()
-    from pipelines.profile import load_profile, profile_path
+    def command_task(self, task_id: str, argv: list[str], **operator_kwargs: Any) -> BaseOperator:
+        """A `portside ...` command that is not a component (e.g. materialization); `argv`
+        starts with "portside". Under the vertex runner it runs locally: Vertex AI runs the
+        pipeline, the light commands around it run on the Airflow worker."""
+        if not argv or argv[0] != "portside":
+            raise ConfigurationError(f"{task_id}: a command task runs `portside ...`, got {argv!r}")
+        if self.runner == "kubernetes":
+            from pipelines.airflow_kubernetes import kubernetes_operator
 
-    return load_profile(profile_path()).pipeline_defaults()
+            return kubernetes_operator(
+                task_id,
+                ["portside"],
+                list(argv[1:]),
+                on_gate_failed="fail",
+                profile=self.profile,
+                **operator_kwargs,
+            )
+        return PortsideOperator(
+            task_id=task_id,
+            argv=[sys.executable, "-m", "pipelines.cli", *argv[1:]],
+            cwd=self.project_dir,
+            on_gate_failed="fail",
+            **operator_kwargs,
+        )
+
+    def pipeline_task(
+        self, task_id: str, parameter_values: dict[str, object], **operator_kwargs: Any
+    ) -> BaseOperator:
+        """The whole training pipeline as one deferrable Vertex AI Pipelines job (vertex
+        runner)."""
+        if self.runner != "vertex":
+            raise ConfigurationError(
+                f"{task_id}: a Vertex AI pipeline task needs {RUNNER_VARIABLE}=vertex "
+                f"(the runner is {self.runner})"
+            )
+        from pipelines.airflow_vertex import VertexPipelineOperator
+
+        return VertexPipelineOperator(
+            task_id=task_id, parameter_values=parameter_values, **operator_kwargs
+        )
 
 
 def runner_name(runner: str | None = None) -> str:
@@ -154,13 +245,6 @@ def runner_name(runner: str | None = None) -> str:
 
 
 # -- templates ------------------------------------------------------------------------------
-
-
-def artifact_path(dag_run_relative: str) -> str:
-    """`<artifact root>/<dag_id>/<run_id>/<dag_run_relative>`, templated: every run (and every
-    try of it) writes into its own folder."""
-    root = BindingSettings.from_environment().artifact_root
-    return f"{root}/{{{{ dag.dag_id }}}}/{{{{ run_id }}}}/{dag_run_relative.lstrip('/')}"
 
 
 def run_end() -> str:
@@ -266,90 +350,6 @@ def component_reports(spec: ComponentSpec) -> tuple[Report, ...]:
         Report(labels.get(ui.name, ui.name.title()), ui.source_output, ui.source_file)
         for ui in UI_OUTPUTS.get(spec.name, ())
         if ui.kfp_type == "HTML"
-    )
-
-
-# -- tasks ----------------------------------------------------------------------------------
-
-
-def component_task(
-    name: str,
-    *,
-    task_id: str | None = None,
-    inputs: dict[str, str],
-    outputs: dict[str, str],
-    parameters: dict[str, object],
-    runner: str | None = None,
-    **operator_kwargs: Any,
-) -> BaseOperator:
-    """The task that runs component `name`; values may be Jinja templates."""
-    spec = get_spec(name)
-    settings = BindingSettings.from_environment(runner=runner)
-    chosen = settings.runner
-    arguments = component_arguments(spec, inputs, outputs, parameters, settings.cache_dir)
-    task_id = task_id or name
-    operator_kwargs.setdefault("doc_md", spec.doc)
-    if chosen == "local":
-        return PortsideOperator(
-            task_id=task_id,
-            argv=[sys.executable, "-m", "components", *arguments],
-            cwd=settings.project_dir,
-            on_gate_failed=spec.on_gate_failed,
-            outputs=dict(outputs),
-            reports=component_reports(spec),
-            **operator_kwargs,
-        )
-    if chosen == "kubernetes":
-        from pipelines.airflow_kubernetes import kubernetes_operator
-
-        return kubernetes_operator(
-            task_id,
-            ["python", "-m", "components"],
-            arguments,
-            on_gate_failed=spec.on_gate_failed,
-            outputs=dict(outputs),
-            reports=component_reports(spec),
-            **operator_kwargs,
-        )
-    raise ConfigurationError(
-        f"{task_id}: in the vertex runner the whole pipeline is one Vertex AI job "
-        "(pipeline_task), not a task per component"
-    )
-
-
-def command_task(
-    task_id: str, argv: list[str], *, runner: str | None = None, **operator_kwargs: Any
-) -> BaseOperator:
-    """A `portside ...` command that is not a component (e.g. materialization); `argv` starts
-    with "portside". Under the vertex runner it runs locally: Vertex AI runs the pipeline,
-    the light commands around it run on the Airflow worker."""
-    if not argv or argv[0] != "portside":
-        raise ConfigurationError(f"{task_id}: a command task runs `portside ...`, got {argv!r}")
-    settings = BindingSettings.from_environment(runner=runner)
-    chosen = settings.runner
-    if chosen == "kubernetes":
-        from pipelines.airflow_kubernetes import kubernetes_operator
-
-        return kubernetes_operator(
-            task_id, ["portside"], list(argv[1:]), on_gate_failed="fail", **operator_kwargs
-        )
-    return PortsideOperator(
-        task_id=task_id,
-        argv=[sys.executable, "-m", "pipelines.cli", *argv[1:]],
-        cwd=settings.project_dir,
-        on_gate_failed="fail",
-        **operator_kwargs,
-    )
-
-
-def pipeline_task(
-    task_id: str, parameter_values: dict[str, object], **operator_kwargs: Any
-) -> BaseOperator:
-    """The whole training pipeline as one deferrable Vertex AI Pipelines job (vertex runner)."""
-    from pipelines.airflow_vertex import VertexPipelineOperator
-
-    return VertexPipelineOperator(
-        task_id=task_id, parameter_values=parameter_values, **operator_kwargs
     )
 
 

@@ -10,24 +10,37 @@ an `AirflowHome` (a temporary folder with a migrated SQLite metadata database) a
     done = home.python("from airflow.dag_processing.dagbag import DagBag; ...")
     rows = home.query("SELECT state FROM dag_run WHERE dag_id = ?", ("training_pipeline",))
 
-Nothing here starts long-lived processes: a test that needs the API server or the scheduler
-starts it with `home.popen(...)` and stops it itself.
+A test that needs the API server or the scheduler starts it with `home.popen(...)` and stops
+it itself (`stop_process`). `make airflow`'s launcher (`pipelines.airflow_standalone`, the whole
+of Airflow) is `start_standalone` / `wait_healthy` / `stop_standalone`, and `shut_down` at a
+fixture's end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
+import pytest
+
+from pipelines.airflow_standalone import PASSWORDS_FILE, health, is_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DAGS = ROOT / "dags"
 DB_FILE = "airflow.db"
+STANDALONE_START_TIMEOUT_S = 300.0  # ~1 min on 2 cores, more while other tests run
+STANDALONE_STOP_TIMEOUT_S = 90.0
 
 
 def airflow_environment(
@@ -148,3 +161,126 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+# -- `make airflow`'s launcher ------------------------------------------------------------------
+
+
+def launcher_environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without Airflow or Portside binding settings from the
+    caller (the DAGs then use the local runner, as `make airflow` does by default), then
+    `overrides`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PORTSIDE_"))}
+    return env | dict(overrides or {})
+
+
+@dataclass
+class Standalone:
+    """A running `python -m pipelines.airflow_standalone` (what `make airflow` runs)."""
+
+    launcher: subprocess.Popen
+    home: Path
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def password(self) -> str:
+        """The admin's password, from the file the launcher names in its banner."""
+        return json.loads((self.home / PASSWORDS_FILE).read_text())["admin"]
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-8000:]
+
+    def group(self) -> list[psutil.Process]:
+        """The processes of standalone's process group: the launcher's child that leads one."""
+        leaders = [
+            c.pid for c in psutil.Process(self.launcher.pid).children() if _pgid(c.pid) == c.pid
+        ]
+        return [p for p in psutil.process_iter() if leaders and _pgid(p.pid) == leaders[0]]
+
+    def titles(self) -> list[str]:
+        """The group's command lines as `ps` shows them (setproctitle included)."""
+        found = []
+        for process in self.group():
+            with contextlib.suppress(psutil.Error):  # a DAG-file parser that just ended
+                found.append(" ".join(process.cmdline()))
+        return found
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def is_running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def start_standalone(
+    home: Path,
+    port: int,
+    log: Path,
+    arguments: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Standalone:
+    """Start the launcher with `--home HOME --port PORT ARGUMENTS...`, output to `log`, in
+    `launcher_environment(env)`."""
+    command = [sys.executable, "-m", "pipelines.airflow_standalone", "--home", str(home)]
+    command += ["--port", str(port), *arguments]
+    with log.open("ab") as out:
+        launcher = subprocess.Popen(
+            command, cwd=ROOT, env=launcher_environment(env), stdout=out, stderr=subprocess.STDOUT
+        )
+    return Standalone(launcher, home, port, log)
+
+
+def wait_healthy(standalone: Standalone, timeout: float = STANDALONE_START_TIMEOUT_S) -> float:
+    """Seconds until every part reports healthy and the banner is printed; fails the test with
+    the launcher's output if it exits or takes longer than `timeout`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if standalone.launcher.poll() is not None:
+            pytest.fail(
+                f"launcher exited ({standalone.launcher.returncode}):\n{standalone.output()}"
+            )
+        if is_healthy(health(standalone.url)) and "Airflow is ready" in standalone.output():
+            return time.monotonic() - started
+        time.sleep(1.0)
+    pytest.fail(
+        f"not healthy after {timeout:.0f} s: {health(standalone.url)}\n{standalone.output()}"
+    )
+
+
+def stop_standalone(
+    standalone: Standalone, timeout: float = STANDALONE_STOP_TIMEOUT_S
+) -> tuple[int, list[psutil.Process]]:
+    """Ctrl-C to the launcher (it stops its whole process group); its exit code and the
+    group's processes as they were before."""
+    members = standalone.group()
+    standalone.launcher.send_signal(signal.SIGINT)
+    return standalone.launcher.wait(timeout), members
+
+
+def shut_down(standalone: Standalone) -> None:
+    """A fixture's end, also when it never came up: stop it, kill what outlived the stop."""
+    if standalone.launcher.poll() is not None:
+        return
+    members = standalone.group()
+    try:
+        stop_standalone(standalone)
+    except subprocess.TimeoutExpired:
+        standalone.launcher.kill()
+        standalone.launcher.wait()
+    finally:
+        for process in members:
+            if is_running(process):
+                process.kill()

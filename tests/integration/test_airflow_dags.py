@@ -43,9 +43,17 @@ with DAG("drift_monitor", schedule=None, start_date=datetime(2025, 1, 1, tzinfo=
     report_drift()
 """
 
-# What a DagBag of dags/ holds, as JSON, and which heavy modules parsing imported.
+# What a DagBag of dags/ holds, as JSON, which heavy modules parsing imported and how many
+# times the production profile was read.
 PROBE = f"""
 import json, sys, time
+import pipelines.profile
+profile_loads = []
+read_profile = pipelines.profile.load_profile
+def counted_load_profile(*args, **kwargs):
+    profile_loads.append(str(args[0]))
+    return read_profile(*args, **kwargs)
+pipelines.profile.load_profile = counted_load_profile
 started = time.perf_counter()
 from airflow.dag_processing.dagbag import DagBag
 from airflow.serialization.serialized_objects import DagSerialization
@@ -90,7 +98,7 @@ for dag_id, dag in bag.dags.items():
         }},
     }}
 print(json.dumps({{"errors": bag.import_errors, "heavy": heavy, "seconds": seconds,
-                   "dags": dags}}))
+                   "profile_loads": profile_loads, "dags": dags}}))
 """
 
 
@@ -184,6 +192,7 @@ def test_dagbag_local(airflow):
     bag = parse(airflow, "local")
     assert bag["errors"] == {}
     assert bag["heavy"] == []
+    assert bag["profile_loads"] == []  # the local runner needs no production profile
     assert set(bag["dags"]) == {"feature_materialization", "training_pipeline"}
     training, features = bag["dags"]["training_pipeline"], bag["dags"]["feature_materialization"]
 
@@ -231,6 +240,7 @@ def test_dagbag_vertex(airflow):
     bag = parse(airflow, "vertex")
     assert bag["errors"] == {}
     assert bag["heavy"] == []
+    assert len(bag["profile_loads"]) == len(bag["dags"])  # once per DAG file, not per task
     tasks = bag["dags"]["training_pipeline"]["tasks"]
     assert list(tasks) == ["training_pipeline_on_vertex"]
     assert tasks["training_pipeline_on_vertex"]["type"] == "VertexPipelineOperator"
@@ -244,6 +254,7 @@ def test_dagbag_kubernetes(airflow):
     bag = parse(airflow, "kubernetes")
     assert bag["errors"] == {}
     assert bag["heavy"] == []
+    assert len(bag["profile_loads"]) == len(bag["dags"])  # once per DAG file, not per task
     tasks = bag["dags"]["training_pipeline"]["tasks"]
     assert list(tasks) == TRAINING_TASKS
     assert tasks["validate"]["argv"][0] == "validate"  # the pod's arguments after its command

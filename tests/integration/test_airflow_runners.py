@@ -419,7 +419,7 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG
 
-from pipelines.airflow_binding import component_task
+from pipelines.airflow_binding import Binding
 
 with DAG(
     "portside_exit_codes",
@@ -427,6 +427,7 @@ with DAG(
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     default_args={"retry_delay": timedelta(seconds=1)},
 ) as dag:
+    component_task = Binding.from_environment().component_task
     rows, out = {"entity_rows": "/mnt/portside/rows.parquet"}, "/mnt/portside/out"
     component_task(  # exit 1 (an error) once, then 0
         "features", inputs=rows, outputs={"training_set": out},

@@ -6,111 +6,37 @@ One standalone for the module (it takes ~1 min to start on 2 cores); the last te
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
+from airflow_env import (
+    Standalone,
+    is_running,
+    shut_down,
+    start_standalone,
+    stop_standalone,
+    wait_healthy,
+)
 from mlflow_server import free_port
 
-from pipelines.airflow_standalone import (
-    PASSWORDS_FILE,
-    health,
-    is_healthy,
-    port_is_free,
-)
+from pipelines.airflow_standalone import PASSWORDS_FILE, health, port_is_free
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_IDS = {"feature_materialization", "training_pipeline"}
 PARALLELISM = 2
-START_TIMEOUT_S = 300.0
-STOP_TIMEOUT_S = 60.0
 WORKER_TITLE = "airflow worker -- LocalExecutor"  # the executor's setproctitle
 API_SERVER_TITLE = "airflow api_server"
 
 
-@dataclass
-class Standalone:
-    launcher: subprocess.Popen
-    home: Path
-    url: str
-    port: int
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-8000:]
-
-    def group(self) -> list[psutil.Process]:
-        """The processes of standalone's process group: the launcher's child that leads one."""
-        leaders = [
-            c.pid for c in psutil.Process(self.launcher.pid).children() if _pgid(c.pid) == c.pid
-        ]
-        return [p for p in psutil.process_iter() if leaders and _pgid(p.pid) == leaders[0]]
-
-    def titles(self) -> list[str]:
-        """The group's command lines as `ps` shows them (setproctitle included)."""
-        found = []
-        for process in self.group():
-            with contextlib.suppress(psutil.Error):  # a DAG-file parser that just ended
-                found.append(" ".join(process.cmdline()))
-        return found
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
-
-
-def _launcher_env() -> dict[str, str]:
-    """The test's environment without Airflow or Portside binding settings from the caller
-    (the DAGs then use the local runner, as `make airflow` does by default)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PORTSIDE_"))}
-
-
 def start(home: Path, port: int, log: Path) -> Standalone:
-    command = [sys.executable, "-m", "pipelines.airflow_standalone", "--home", str(home)]
-    command += ["--port", str(port), "--parallelism", str(PARALLELISM)]
-    with log.open("ab") as out:
-        launcher = subprocess.Popen(
-            command, cwd=ROOT, env=_launcher_env(), stdout=out, stderr=subprocess.STDOUT
-        )
-    return Standalone(launcher, home, f"http://127.0.0.1:{port}", port, log)
-
-
-def wait_healthy(standalone: Standalone, timeout: float = START_TIMEOUT_S) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if standalone.launcher.poll() is not None:
-            pytest.fail(
-                f"launcher exited ({standalone.launcher.returncode}):\n{standalone.output()}"
-            )
-        if is_healthy(health(standalone.url)) and "Airflow is ready" in standalone.output():
-            return time.monotonic() - started
-        time.sleep(1.0)
-    pytest.fail(
-        f"not healthy after {timeout:.0f} s: {health(standalone.url)}\n{standalone.output()}"
-    )
-
-
-def stop(standalone: Standalone) -> tuple[int, list[psutil.Process]]:
-    """Ctrl-C to the launcher; its exit code and the group's processes as they were."""
-    members = standalone.group()
-    standalone.launcher.send_signal(signal.SIGINT)
-    code = standalone.launcher.wait(STOP_TIMEOUT_S)
-    return code, members
+    return start_standalone(home, port, log, ["--parallelism", str(PARALLELISM)])
 
 
 def _request(url: str, token: str | None = None, body: dict | None = None) -> dict:
@@ -124,9 +50,8 @@ def _request(url: str, token: str | None = None, body: dict | None = None) -> di
 
 
 def login(standalone: Standalone) -> str:
-    password = json.loads((standalone.home / PASSWORDS_FILE).read_text())["admin"]
     answer = _request(
-        f"{standalone.url}/auth/token", body={"username": "admin", "password": password}
+        f"{standalone.url}/auth/token", body={"username": "admin", "password": standalone.password}
     )
     return answer["access_token"]
 
@@ -139,15 +64,7 @@ def standalone(tmp_path_factory: pytest.TempPathFactory):
         print(f"standalone healthy after {wait_healthy(running):.1f} s")
         yield running
     finally:  # also when it never came up: nothing may outlive the module
-        if running.launcher.poll() is None:
-            members = running.group()
-            running.launcher.send_signal(signal.SIGINT)
-            try:
-                running.launcher.wait(STOP_TIMEOUT_S)
-            finally:
-                for process in members:
-                    if _running(process):
-                        process.kill()
+        shut_down(running)
 
 
 def test_comes_up_healthy(standalone: Standalone):
@@ -211,10 +128,10 @@ def test_rejects_a_wrong_password(standalone: Standalone):
 
 def test_ctrl_c_stops_every_process(standalone: Standalone):
     started = time.monotonic()
-    code, members = stop(standalone)
+    code, members = stop_standalone(standalone)
     print(f"stopped {len(members)} processes in {time.monotonic() - started:.1f} s")
     assert code == 0, standalone.output()
-    assert members and not [p for p in members if _running(p)]
+    assert members and not [p for p in members if is_running(p)]
     assert port_is_free(standalone.port)
     assert health(standalone.url) is None
     assert "Airflow stopped" in standalone.output()
@@ -229,14 +146,7 @@ def test_second_start_reuses_the_home(standalone: Standalone):
         assert password_file.read_text() == password
         assert login(again)
     finally:
-        code, members = stop(again)
+        code, members = stop_standalone(again)
     assert code == 0
-    assert not [p for p in members if _running(p)]
+    assert not [p for p in members if is_running(p)]
     assert port_is_free(standalone.port)
-
-
-def _running(process: psutil.Process) -> bool:
-    try:
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
