@@ -19,12 +19,12 @@ setup:  ## create/refresh the main environment (.venv, Python 3.11) from uv.lock
 
 # Each command prints a few summary lines; `portside run --local --verbose` shows kfp.local's
 # and the tasks' logs (always kept in the run folder's logs/).
-demo: setup  ## generate data, feast apply, materialize, run the training pipeline locally, predict online
+demo: setup  ## generate data, feast apply, materialize, run the training pipeline locally, serve the champion
 	$(PORTSIDE) data generate --transactions $(DEMO_TRANSACTIONS) --out data/sources
 	$(PORTSIDE) features apply --repo feature_repo
 	$(PORTSIDE) features materialize --incremental
 	$(PORTSIDE) run --local
-	$(PORTSIDE) predict --user-id 1 2 3 --amount 250 --merchant-category electronics
+	$(PORTSIDE) serve --demo --user-id 1 2 3 --amount 250 --merchant-category electronics
 
 # One pytest worker per core; a test file stays on one worker (its module fixtures start once).
 TEST_WORKERS ?= auto
@@ -54,7 +54,7 @@ format: setup
 clean:  ## remove generated data (the Feast registry, online store and sources)
 	rm -rf data
 
-IMAGE_EXTRAS := --extra features --extra validate --extra train --extra registry --extra kfp
+IMAGE_EXTRAS := --extra features --extra validate --extra train --extra registry --extra kfp --extra serve
 
 requirements:  ## pinned requirements of the component image, from uv.lock (Airflow not included)
 	$(UV) export --frozen --no-dev --no-emit-project --no-header $(IMAGE_EXTRAS) \

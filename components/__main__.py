@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m components", description="Run one Portside component."
     )
+    parser.epilog = "`python -m components serve --help`: the prediction server."
     subparsers = parser.add_subparsers(dest="component", required=True, metavar="COMPONENT")
     for name in component_names():
         _add_component_parser(subparsers, get_spec(name))
@@ -69,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from components.runtime import execute
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # the prediction server: long-running, not a pipeline step
+        from components.serve.cli import main as serve
+
+        return serve(argv[1:])
     args = vars(build_parser().parse_args(argv))
     spec = get_spec(args.pop("component"))
     cache_dir = args.pop("cache_dir", None)

@@ -1,15 +1,28 @@
-"""`portside predict`: one online prediction, as the serving path will make it.
+"""`portside predict` (one online prediction from the command line) and `portside serve` (the
+HTTP prediction server, `components.serve`, with the worked example's model name as default).
 
-Online features from Feast (the same FeatureService as training) plus the request fields, scored
-by the registry's champion through its exported serving signature.
+Both read online features from Feast (the same FeatureService as training) plus the request
+fields, and score them with the registry's champion through its exported serving signature.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
 
 from components.errors import ConfigurationError
+
+SERVER_START_TIMEOUT_S = 180.0
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -44,7 +57,126 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from components.serve.cli import serve, settings_from_args
+
+    if args.demo:
+        return _serve_demo(args)
+    settings = settings_from_args(args)
+    print(
+        f"serving the champion of {settings.model_name} on http://{settings.host}:{settings.port}"
+        f" (Vertex AI: POST {settings.predict_route}; OIP v2: POST "
+        f"/v2/models/{settings.model_name}/infer; /metrics); Ctrl-C stops it",
+        flush=True,
+    )
+    return serve(settings, args.graceful_shutdown_s)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as error:
+        raise ConfigurationError(f"POST {url}: {error.code} {error.read().decode()}") from None
+
+
+def _wait_ready(url: str, server: subprocess.Popen, log: Path) -> dict[str, Any]:
+    """The server's health answer once it serves a champion."""
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise ConfigurationError(f"the server exited ({server.returncode}); its log: {log}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=5) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:  # 503: up, but no champion
+            reason = json.loads(error.read() or b"{}").get("reason", "")
+            if "no champion" in reason:
+                raise ConfigurationError(f"{reason}; `portside run --local` makes one") from None
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise ConfigurationError(f"the server was not ready in {SERVER_START_TIMEOUT_S:.0f} s: {log}")
+
+
+def _serve_demo(args: argparse.Namespace) -> int:
+    """Start `python -m components serve` (what the image runs), ask it through both
+    protocols, print the answers, stop it with SIGTERM as Kubernetes would."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = Path("data") / "serve" / "demo_server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "components", "serve", "--port", str(port)]
+    command += ["--feature-repo", args.feature_repo, "--model-name", args.model_name]
+    command += ["--tracking-uri", args.tracking_uri]
+    started = time.monotonic()
+    with log.open("w") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        version = _wait_ready(url, server, log)["model_version"]
+        ready_s = time.monotonic() - started
+        print(f"serving {args.model_name} v{version} on {url} (ready in {ready_s:.1f} s)")
+        rows = [
+            {"user_id": user, "amount": args.amount, "merchant_category": args.merchant_category}
+            for user in args.user_id
+        ]
+        vertex = _post(url + args.predict_route, {"instances": rows})["predictions"]
+        output = next(k for k in vertex[0] if k != "model_version")
+        shown = ", ".join(
+            f"user {r['user_id']} {p[output]:.4f}" for r, p in zip(rows, vertex, strict=True)
+        )
+        served = vertex[0]["model_version"]
+        print(f"  Vertex AI  POST {args.predict_route}: v{served} {output} {shown}")
+        columns = {"user_id": "INT64", "amount": "FP64", "merchant_category": "BYTES"}
+        inputs = [
+            {"name": name, "datatype": kind, "shape": [len(rows)], "data": [r[name] for r in rows]}
+            for name, kind in columns.items()
+        ]
+        infer = f"/v2/models/{args.model_name}/infer"
+        body = {"inputs": inputs}
+        answer = _post(url + infer, body)
+        scores = ", ".join(f"{v:.4f}" for v in answer["outputs"][0]["data"])
+        print(f"  OIP v2     POST {infer}: v{answer['model_version']} {output} {scores}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    print(f"stopped the server (SIGTERM); its log: {log}")
+    from components.common.tracking import resolve_tracking_uri
+
+    example = json.dumps({"instances": rows[:1]})
+    print("look further:")
+    print(f"  portside serve   # http://127.0.0.1:8080; POST {args.predict_route} '{example}'")
+    print(f"  mlflow ui --backend-store-uri {resolve_tracking_uri(args.tracking_uri)}")
+    print(f"  portside models list --model-name {args.model_name}")
+    return 0
+
+
 def add_serving_commands(commands: argparse._SubParsersAction) -> None:
+    from components.serve.cli import add_arguments
+
+    server = commands.add_parser(
+        "serve", help="serve the champion over HTTP (Vertex AI and Open Inference Protocol v2)"
+    )
+    add_arguments(server, model_name="fraud_model")
+    demo = server.add_argument_group("--demo: start, ask through both protocols, stop")
+    demo.add_argument("--demo", action="store_true")
+    demo.add_argument("--user-id", type=int, nargs="+", default=[1, 2, 3])
+    demo.add_argument("--amount", type=float, default=250.0)
+    demo.add_argument("--merchant-category", default="electronics")
+    server.set_defaults(handler=_serve)
+
     pred = commands.add_parser("predict", help="score a transaction online with the champion")
     pred.add_argument("--user-id", type=int, nargs="+", required=True)
     pred.add_argument("--amount", type=float, required=True)

@@ -66,19 +66,32 @@ def to_signature_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, np.
     return inputs
 
 
+class ServingModel:
+    """A model directory loaded once: its contract and its exported serving signature."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        import tensorflow as tf
+
+        self.model_dir = Path(model_dir)
+        self.spec = FeatureSpec.load(model_dir)
+        self._serve = tf.saved_model.load(str(self.model_dir / SAVED_MODEL_DIR)).signatures[
+            "serving_default"
+        ]
+
+    def predict(self, frame: pd.DataFrame, batch_size: int = 65_536) -> np.ndarray:
+        """The model's output (positive-label probability) for every row of `frame`."""
+        import numpy as np
+        import tensorflow as tf
+
+        inputs = to_signature_inputs(frame, self.spec)
+        parts = []
+        for start in range(0, len(frame), batch_size):
+            batch = {k: tf.constant(v[start : start + batch_size]) for k, v in inputs.items()}
+            parts.append(self._serve(**batch)[self.spec.output].numpy().reshape(-1))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
 def predict(model_dir: str | Path, frame: pd.DataFrame, batch_size: int = 65_536) -> np.ndarray:
     """The model's output (positive-label probability) for every row of `frame`, through the
-    exported serving signature."""
-    import numpy as np
-    import tensorflow as tf
-
-    spec = FeatureSpec.load(model_dir)
-    serve = tf.saved_model.load(str(Path(model_dir) / SAVED_MODEL_DIR)).signatures[
-        "serving_default"
-    ]
-    inputs = to_signature_inputs(frame, spec)
-    parts = []
-    for start in range(0, len(frame), batch_size):
-        batch = {k: tf.constant(v[start : start + batch_size]) for k, v in inputs.items()}
-        parts.append(serve(**batch)[spec.output].numpy().reshape(-1))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    exported serving signature (loaded for this call: a server keeps a `ServingModel`)."""
+    return ServingModel(model_dir).predict(frame, batch_size)

@@ -21,6 +21,49 @@ if TYPE_CHECKING:
     from components.features.feast_repo import ResolvedService
 
 
+class OnlineLookup:
+    """One Feast store and FeatureService, opened once for many lookups (a server's)."""
+
+    def __init__(
+        self, repo_path: str | Path, feature_service: str, full_feature_names: bool = False
+    ) -> None:
+        from components.features.feast_repo import open_store, resolve_service
+
+        self.store = open_store(repo_path)
+        self.service = resolve_service(self.store, feature_service, full_feature_names)
+        self._dtypes = _feature_types(self.store, self.service)
+
+    def field_types(self) -> dict[str, str]:
+        """What a lookup row holds: each entity key and request field and its Feast value
+        type name (INT64, DOUBLE, STRING, ...)."""
+        found: dict[str, str] = {}
+        for view in self.service.batch_features:
+            for field in self.store.get_feature_view(view.view).entity_columns:
+                found.setdefault(field.name, field.dtype.to_value_type().name)
+        for odfv in self.service.on_demand_views:
+            for request in odfv.source_request_sources.values():
+                for field in request.schema:
+                    found.setdefault(field.name, field.dtype.to_value_type().name)
+        needed = [*self.service.join_keys, *self.service.request_fields]
+        return {name: found.get(name, "UNKNOWN") for name in needed}
+
+    def lookup(self, rows: list[dict[str, Any]], now: datetime | None = None) -> pd.DataFrame:
+        """Per row (entity keys plus request fields): the row's fields, then the service's
+        features named as in the training set, fresh as of `now` (default: the current
+        time)."""
+        import pyarrow as pa
+
+        from components.features.run import apply_on_demand
+
+        _check_rows(rows, self.service)
+        moment = _utc(now or datetime.now(timezone.utc))
+        table = pa.Table.from_pylist(rows)
+        features = _fresh_batch_features(self.store, self.service, rows, moment, self._dtypes)
+        for name, column in features.items():
+            table = table.append_column(name, column)
+        return apply_on_demand(table, self.service).to_pandas()
+
+
 def lookup(
     repo_path: str | Path,
     feature_service: str,
@@ -28,21 +71,8 @@ def lookup(
     now: datetime | None = None,
     full_feature_names: bool = False,
 ) -> pd.DataFrame:
-    """Per row (entity keys plus request fields): the row's fields, then the service's
-    features named as in the training set, fresh as of `now` (default: the current time)."""
-    import pyarrow as pa
-
-    from components.features.feast_repo import open_store, resolve_service
-    from components.features.run import apply_on_demand
-
-    store = open_store(repo_path)
-    service = resolve_service(store, feature_service, full_feature_names)
-    _check_rows(rows, service)
-    moment = _utc(now or datetime.now(timezone.utc))
-    table = pa.Table.from_pylist(rows)
-    for name, column in _fresh_batch_features(store, service, rows, moment).items():
-        table = table.append_column(name, column)
-    return apply_on_demand(table, service).to_pandas()
+    """One lookup (`OnlineLookup.lookup`), opening the store for it."""
+    return OnlineLookup(repo_path, feature_service, full_feature_names).lookup(rows, now)
 
 
 def _check_rows(rows: list[dict[str, Any]], service: ResolvedService) -> None:
@@ -58,7 +88,11 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _fresh_batch_features(
-    store: FeatureStore, service: ResolvedService, rows: list[dict[str, Any]], now: datetime
+    store: FeatureStore,
+    service: ResolvedService,
+    rows: list[dict[str, Any]],
+    now: datetime,
+    dtypes: dict[tuple[str, str], Any],
 ) -> dict[str, pa.Array]:
     """Online values of every batch feature, null where older than its view's TTL at `now`."""
     import pyarrow as pa
@@ -79,7 +113,6 @@ def _fresh_batch_features(
         )
     }
     now_us = (now - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
-    dtypes = _feature_types(store, service)
     out = {}
     for batch in service.batch_features:
         oldest = None if batch.ttl is None else now_us - batch.ttl // timedelta(microseconds=1)

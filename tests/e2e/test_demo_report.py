@@ -54,8 +54,11 @@ def test_the_demo_prints_at_most_40_lines_in_order(demo):
         r"^  lineage  data/pipeline_runs/.*/pipeline_run\.json$",
         r"^  report   data/pipeline_runs/.*/validate/validation/report\.html$",
         r"^  plots    data/pipeline_runs/.*/evaluate/evaluation/ .*roc\.png",
-        r"^champion: fraud_model v1$",
-        r"^user 3: fraud_probability 0\.\d{4}",
+        r"^serving fraud_model v1 on http://127\.0\.0\.1:\d+ \(ready in [\d.]+ s\)$",
+        r"^  Vertex AI  POST /predict: v1 fraud_probability user 1 0\.\d{4}, .*user 3 0\.\d{4}$",
+        r"^  OIP v2     POST /v2/models/fraud_model/infer: v1 fraud_probability 0\.\d{4}, "
+        r"0\.\d{4}, 0\.\d{4}$",
+        r"^stopped the server \(SIGTERM\)",
         r"^look further:$",
         rf"^  mlflow ui --backend-store-uri sqlite:///{re.escape(str(root.resolve()))}/data/mlflow",
     ]

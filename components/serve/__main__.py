@@ -1,0 +1,5 @@
+import sys
+
+from components.serve.cli import main
+
+sys.exit(main())

@@ -1,0 +1,145 @@
+"""`python -m components serve` (the image's serving entrypoint) and `portside serve`: the
+flags, the settings they make, and running the app on uvicorn until SIGTERM or Ctrl-C.
+
+uvicorn stops accepting on SIGTERM and lets in-flight requests finish (up to
+`--graceful-shutdown-s`), which is what Kubernetes and Vertex AI send before they stop a pod.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from components.serve.settings import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_INSTANCES,
+    DEFAULT_RELOAD_INTERVAL_S,
+    ServeSettings,
+    vertex_defaults,
+)
+
+GRACEFUL_SHUTDOWN_S = 30
+
+
+def add_arguments(parser: argparse.ArgumentParser, model_name: str | None = None) -> None:
+    """The server's flags; `model_name` is a default (else the flag is required)."""
+    vertex = vertex_defaults()
+    parser.add_argument("--feature-repo", default="feature_repo", help="Feast repo path")
+    parser.add_argument(
+        "--model-name",
+        required=model_name is None,
+        default=model_name,
+        help="registered model whose champion is served",
+    )
+    parser.add_argument("--registry", choices=("mlflow", "vertex"), default="mlflow")
+    parser.add_argument("--tracking-uri", default="", help="MLflow URI (default: data/mlflow)")
+    parser.add_argument("--vertex-project", default="")
+    parser.add_argument("--vertex-location", default="")
+    parser.add_argument("--vertex-api-endpoint", default="")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 in a container")
+    parser.add_argument(
+        "--port", type=int, default=vertex["port"], help="default: $AIP_HTTP_PORT or 8080"
+    )
+    parser.add_argument("--predict-route", default=vertex["predict_route"])
+    parser.add_argument("--health-route", default=vertex["health_route"])
+    parser.add_argument("--max-instances", type=int, default=DEFAULT_MAX_INSTANCES)
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument(
+        "--reload-interval-s",
+        type=float,
+        default=DEFAULT_RELOAD_INTERVAL_S,
+        help="how often the registry's champion alias is checked (hot reload)",
+    )
+    parser.add_argument("--graceful-shutdown-s", type=int, default=GRACEFUL_SHUTDOWN_S)
+
+
+def settings_from_args(args: argparse.Namespace) -> ServeSettings:
+    return ServeSettings(
+        feature_repo=args.feature_repo,
+        model_name=args.model_name,
+        registry=args.registry,
+        tracking_uri=args.tracking_uri,
+        vertex_project=args.vertex_project,
+        vertex_location=args.vertex_location,
+        vertex_api_endpoint=args.vertex_api_endpoint,
+        host=args.host,
+        port=args.port,
+        predict_route=args.predict_route,
+        health_route=args.health_route,
+        max_instances=args.max_instances,
+        max_body_bytes=args.max_body_bytes,
+        reload_interval_s=args.reload_interval_s,
+    )
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log collectors (Cloud Logging, Loki) parse."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "severity": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+def serve(settings: ServeSettings, graceful_shutdown_s: int = GRACEFUL_SHUTDOWN_S) -> int:
+    import uvicorn
+
+    from components.push.champion import open_registry
+    from components.serve.app import create_app
+    from components.serve.champion import ChampionHolder
+
+    _configure_logging()
+    # TensorFlow's C++ info lines would break the one-JSON-object-per-line log.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    registry = open_registry(
+        settings.registry,
+        settings.model_name,
+        settings.tracking_uri,
+        settings.vertex_project,
+        settings.vertex_location,
+        settings.vertex_api_endpoint,
+    )
+    with tempfile.TemporaryDirectory(prefix="portside-serve-") as scratch:
+        holder = ChampionHolder(registry, settings.feature_repo, Path(scratch))
+        app = create_app(settings, holder)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            timeout_graceful_shutdown=graceful_shutdown_s,
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m components serve",
+        description="Serve the registry's champion over HTTP (Vertex AI and OIP v2 routes).",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return serve(settings_from_args(args), args.graceful_shutdown_s)

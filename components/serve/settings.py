@@ -1,0 +1,45 @@
+"""What the server needs to know: where features and the champion come from, where it listens,
+and its limits. Vertex AI tells a custom container its port and routes through AIP_* variables;
+they are the defaults here, so the same image runs there, on KServe and locally."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_PORT = 8080
+DEFAULT_PREDICT_ROUTE = "/predict"
+DEFAULT_HEALTH_ROUTE = "/health"
+# Vertex AI online prediction refuses bodies over 1.5 MB; a larger one is a client error here.
+DEFAULT_MAX_BODY_BYTES = 1_500_000
+DEFAULT_MAX_INSTANCES = 1_000
+DEFAULT_RELOAD_INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    feature_repo: str
+    model_name: str
+    registry: str = "mlflow"  # or "vertex", as the production profile says
+    tracking_uri: str = ""  # MLflow; "" is the project's data/mlflow
+    vertex_project: str = ""
+    vertex_location: str = ""
+    vertex_api_endpoint: str = ""
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    predict_route: str = DEFAULT_PREDICT_ROUTE
+    health_route: str = DEFAULT_HEALTH_ROUTE
+    max_instances: int = DEFAULT_MAX_INSTANCES
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    reload_interval_s: float = DEFAULT_RELOAD_INTERVAL_S  # how often the champion is checked
+
+
+def vertex_defaults(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """Port and routes from Vertex AI's AIP_HTTP_PORT, AIP_PREDICT_ROUTE, AIP_HEALTH_ROUTE."""
+    env = os.environ if environ is None else environ
+    return {
+        "port": int(env.get("AIP_HTTP_PORT") or DEFAULT_PORT),
+        "predict_route": env.get("AIP_PREDICT_ROUTE") or DEFAULT_PREDICT_ROUTE,
+        "health_route": env.get("AIP_HEALTH_ROUTE") or DEFAULT_HEALTH_ROUTE,
+    }

@@ -1,0 +1,388 @@
+"""The prediction server for real: `python -m components serve` over a materialized Feast
+online store (SQLite) and an MLflow registry holding a trained champion; requests through both
+protocols (Vertex AI's JSON, and the Open Inference Protocol v2 through NVIDIA's tritonclient),
+bad requests, metrics, and a registry without a champion that gets one while the server runs.
+
+The data ends at the start of this hour, so the online features are fresh now (the daily
+view's TTL is 7 days) and the server scores with the real clock, as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import (
+    BIN,
+    EXAMPLE,
+    MODEL_NAME,
+    ROOT,
+    make_workspace,
+    run_cli,
+    uv_command,
+    write_validation_summary,
+)
+from mlflow_server import free_port
+
+pytestmark = pytest.mark.integration
+
+REQUEST = {"amount": 250.0, "merchant_category": "electronics"}
+START_TIMEOUT_S = 180.0
+TRITONCLIENT = "tritonclient[http]==2.73.0"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:]
+
+
+def call(url: str, body: bytes | dict | None = None, headers: dict | None = None):
+    """(status, parsed JSON) of a GET (no body) or POST."""
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def start_server(repo: Path, tracking_uri: Path, log: Path, *more: str) -> Server:
+    port = free_port()
+    command = [sys.executable, "-m", "components", "serve", "--feature-repo", str(repo)]
+    command += ["--model-name", MODEL_NAME, "--tracking-uri", str(tracking_uri)]
+    command += ["--port", str(port), *more]
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    return Server(process, f"http://127.0.0.1:{port}", log)
+
+
+def wait_listening(server: Server, route: str = "/v2/health/live") -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"server exited {server.process.returncode}:\n{server.output()}")
+        try:
+            if call(server.url + route)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"server not up after {START_TIMEOUT_S:.0f} s:\n{server.output()}")
+
+
+def stop_server(server: Server) -> bool:
+    """SIGTERM, as Kubernetes stops a pod; whether it shut down gracefully: uvicorn finishes
+    the app's shutdown, then ends by the signal it caught (exit status -15)."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(60)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    graceful = "Application shutdown complete" in server.output()
+    return graceful and server.process.returncode in (0, -signal.SIGTERM)
+
+
+def train_and_push(repo: Path, rows: Path, root: Path, tracking_uri: Path) -> Path:
+    """features -> train -> evaluate -> push: a champion in `tracking_uri`; its model dir."""
+    from components.evaluate.run import run as evaluate
+    from components.features.run import run as build_training_set
+    from components.push.run import run as push
+    from components.train.run import run as train
+
+    training_set = root / "training_set"
+    build_training_set(str(rows), str(training_set), feature_repo=str(repo), **EXAMPLE)
+    write_validation_summary(root / "validation", passed=True)
+    args = (str(training_set), str(root / "validation"))
+    train(*args, str(root / "model"), epochs=2, tracking_uri=str(tracking_uri))
+    result = evaluate(
+        str(root / "model"),
+        *args,
+        str(root / "evaluation"),
+        MODEL_NAME,
+        min_roc_auc=0.0,
+        min_pr_auc=0.0,
+        tracking_uri=str(tracking_uri),
+    )
+    assert result.blessed, result.reasons
+    push(
+        str(root / "model"),
+        str(root / "evaluation"),
+        str(root / "pushed"),
+        model_name=MODEL_NAME,
+        tracking_uri=str(tracking_uri),
+    )
+    return root / "model"
+
+
+@pytest.fixture(scope="module")
+def fresh_data(tmp_path_factory):
+    """A workspace whose data ends this hour, applied and materialized online."""
+    from components.features.materialize import materialize
+    from synthetic_data import SyntheticDataConfig, generate
+
+    root = tmp_path_factory.mktemp("serve")
+    end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    sources = root / "sources"
+    generate(
+        SyntheticDataConfig(transactions=20_000, users=400, end=end, seed=5),
+        sources,
+        progress=False,
+    )
+    workspace = make_workspace(root / "workspace", sources=sources)
+    run_cli([str(BIN / "feast"), "apply"], cwd=workspace.repo)
+    materialize(workspace.repo, end - timedelta(days=400), end + timedelta(hours=1), progress=False)
+    return workspace
+
+
+@pytest.fixture(scope="module")
+def champion(fresh_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("champion")
+    tracking_uri = root / "mlflow.db"
+    rows = fresh_data.sources / "transactions.parquet"
+    return train_and_push(fresh_data.repo, rows, root, tracking_uri), tracking_uri
+
+
+@pytest.fixture(scope="module")
+def server(fresh_data, champion, tmp_path_factory):
+    _, tracking_uri = champion
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    running = start_server(fresh_data.repo, tracking_uri, log)
+    try:
+        wait_listening(running, "/health")
+        yield running
+    finally:
+        stop_server(running)
+
+
+def users(workspace, n: int) -> list[int]:
+    profiles = pd.read_parquet(workspace.sources / "user_profiles.parquet")
+    return [int(u) for u in profiles["user_id"].unique()[:n]]
+
+
+def instances(workspace, n: int = 5) -> list[dict]:
+    return [{"user_id": user, **REQUEST} for user in users(workspace, n)]
+
+
+def test_vertex_route_scores_the_served_features_with_the_champion(server, fresh_data, champion):
+    from components.common.model_io import ServingModel
+    from components.features.online import OnlineLookup
+
+    rows = instances(fresh_data)
+    status, answer = call(
+        server.url + "/predict", {"instances": rows, "parameters": {"return_features": True}}
+    )
+    assert status == 200, answer
+    predictions = answer["predictions"]
+    assert [p["model_version"] for p in predictions] == ["1"] * len(rows)
+    model = ServingModel(champion[0])
+    # The features the server used are the online store's, fresh now (not all missing).
+    expected = OnlineLookup(fresh_data.repo, model.spec.feature_service).lookup(rows)
+    served = pd.DataFrame([p["features"] for p in predictions])
+    assert served["txn_count_30d"].notna().all()
+    for column in model.spec.columns:
+        left, right = served[column], expected[column]
+        if column in model.spec.numeric:
+            assert np.allclose(left.astype(float), right.astype(float), equal_nan=True), column
+        else:
+            assert list(left.fillna("")) == list(right.astype("string").fillna("")), column
+    # ... and the score is the champion's for exactly those features.
+    scores = np.array([p[model.spec.output] for p in predictions])
+    assert np.allclose(scores, model.predict(expected), atol=1e-6)
+    assert ((scores > 0) & (scores < 1)).all()
+
+
+def test_open_inference_protocol_through_tritonclient(server, fresh_data):
+    rows = instances(fresh_data, 7)
+    command = [*uv_command(), "run", "--no-project", "--quiet", "--python", sys.executable]
+    command += ["--with", TRITONCLIENT, "python", str(ROOT / "tests" / "oip_client.py")]
+    command += [server.url, MODEL_NAME, json.dumps(rows)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["live"] and result["ready"] and result["model_ready"]
+    metadata = result["metadata"]
+    assert metadata["name"] == MODEL_NAME and metadata["versions"] == ["1"]
+    assert {i["name"]: i["datatype"] for i in metadata["inputs"]} == {
+        "user_id": "INT64",
+        "amount": "FP64",
+        "merchant_category": "BYTES",
+    }
+    _, vertex = call(server.url + "/predict", {"instances": rows})
+    output = metadata["outputs"][0]["name"]
+    expected = [p[output] for p in vertex["predictions"]]
+    for kind in ("binary", "json"):
+        answer = result["answers"][kind]
+        assert answer["model_version"] == "1" and answer["id"] == "r1"
+        assert np.allclose(answer["scores"], expected, atol=1e-6), kind
+    assert np.allclose(result["answers"]["default"], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "names"),
+    [
+        (
+            {"instances": [{"user_id": 1, "amount": "x", "merchant_category": "a"}]},
+            400,
+            "instances[0].amount: expected a finite number",
+        ),
+        (
+            {"instances": [{"user_id": 1, "amount": 1.0}]},
+            400,
+            "instances[0].merchant_category: missing",
+        ),
+        (
+            {"instances": [{"user_id": 1, "amount": 1.0, "merchant_category": "a", "x": 1}]},
+            400,
+            "instances[0]: unknown field(s) x",
+        ),
+        (
+            {"instances": [{"user_id": 1.5, "amount": 1.0, "merchant_category": "a"}]},
+            400,
+            "instances[0].user_id: expected an integer",
+        ),
+        ({"rows": []}, 400, '"instances"'),
+        ({"instances": []}, 400, "no instances"),
+        (
+            {"instances": [{"user_id": 1, "amount": 1.0, "merchant_category": "a"}] * 1001},
+            413,
+            "1001 instances, at most 1000",
+        ),
+        (b"{not json", 400, "body is not JSON"),
+        (b"x" * 1_600_000, 413, "at most 1500000"),
+    ],
+)
+def test_bad_vertex_requests_are_4xx_naming_the_field(server, body, status, names):
+    got, answer = call(server.url + "/predict", body)
+    assert got == status, answer
+    assert names in answer["error"]
+
+
+def test_bad_inference_requests_are_4xx_naming_the_input(server):
+    infer = f"{server.url}/v2/models/{MODEL_NAME}/infer"
+    user = {"name": "user_id", "shape": [1], "datatype": "INT64", "data": [1]}
+    amount = {"name": "amount", "shape": [1], "datatype": "FP64", "data": [2.0]}
+    category = {"name": "merchant_category", "shape": [1], "datatype": "BYTES", "data": ["a"]}
+    cases = [
+        ({"inputs": [user, amount]}, 400, "inputs: missing merchant_category"),
+        (
+            {"inputs": [user, {**amount, "datatype": "BYTES"}, category]},
+            400,
+            "inputs[1] (amount): datatype 'BYTES'",
+        ),
+        (
+            {"inputs": [user, {**amount, "shape": [2]}, category]},
+            400,
+            "inputs[1] (amount): shape [2] does not hold 1 elements",
+        ),
+        (
+            {"inputs": [user, amount, category], "outputs": [{"name": "nope"}]},
+            400,
+            "outputs[0] (nope): unknown output",
+        ),
+    ]
+    for body, status, names in cases:
+        got, answer = call(infer, body)
+        assert (got, names in answer["error"]) == (status, True), (body, answer)
+    got, answer = call(f"{server.url}/v2/models/other/infer", {"inputs": [user, amount, category]})
+    assert got == 404 and "not served here" in answer["error"]
+
+
+def test_metrics_count_requests_and_name_the_version(server, fresh_data):
+    for _ in range(3):
+        assert call(server.url + "/predict", {"instances": instances(fresh_data, 2)})[0] == 200
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counted = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith('portside_requests_total{route="/predict",status="200"}')
+    ]
+    assert counted and counted[0] >= 3, text
+    assert f'portside_model_version{{model="{MODEL_NAME}",version="1"}} 1.0' in text
+    assert "portside_request_seconds_bucket" in text
+
+
+def test_no_champion_is_503_with_the_reason_then_served_without_restart(
+    fresh_data, champion, tmp_path
+):
+    """A registry with no champion yet: the server starts, says why it cannot answer, and
+    serves as soon as push makes one (the reload loop), without a restart."""
+    tracking_uri = tmp_path / "empty" / "mlflow.db"
+    tracking_uri.parent.mkdir()
+    server = start_server(
+        fresh_data.repo, tracking_uri, tmp_path / "server.log", "--reload-interval-s", "1"
+    )
+    try:
+        wait_listening(server)
+        status, health = call(server.url + "/health")
+        assert status == 503 and "has no champion" in health["reason"], health
+        status, answer = call(server.url + "/predict", {"instances": instances(fresh_data, 1)})
+        assert status == 503 and "has no champion" in answer["error"]
+        assert call(server.url + "/v2/health/ready")[0] == 503
+
+        from components.push.run import run as push
+
+        model_dir = champion[0]
+        evaluation = model_dir.parent / "evaluation"
+        push(
+            str(model_dir),
+            str(_blessing_for_empty(evaluation, tmp_path, tracking_uri)),
+            str(tmp_path / "p"),
+            model_name=MODEL_NAME,
+            tracking_uri=str(tracking_uri),
+        )
+        deadline = time.monotonic() + 60
+        while call(server.url + "/health")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        status, answer = call(server.url + "/predict", {"instances": instances(fresh_data, 1)})
+        assert status == 200, (answer, server.output())
+        assert answer["predictions"][0]["model_version"] == "1"
+    finally:
+        assert stop_server(server), server.output()
+    assert f"serving {MODEL_NAME} v1" in server.output()
+
+
+def _blessing_for_empty(evaluation: Path, root: Path, tracking_uri: Path) -> Path:
+    """The evaluation's blessing as judged against the empty registry (no champion): what
+    evaluate would have recorded there."""
+    import shutil
+
+    from components.push.champion import identity
+    from components.push.registry import Registry
+
+    target = root / "evaluation"
+    shutil.copytree(evaluation, target)
+    blessing = json.loads((target / "blessing.json").read_text())
+    blessing["registry"] = identity(Registry(str(tracking_uri), MODEL_NAME))
+    blessing["champion"] = None
+    (target / "blessing.json").write_text(json.dumps(blessing))
+    return target
+
+
+def test_sigterm_stops_cleanly(fresh_data, champion, tmp_path):
+    server = start_server(fresh_data.repo, champion[1], tmp_path / "server.log")
+    wait_listening(server, "/health")
+    assert stop_server(server), server.output()
+    lines = [line for line in server.output().splitlines() if line.startswith("{")]
+    assert lines and all(json.loads(line)["severity"] for line in lines)  # structured logs
