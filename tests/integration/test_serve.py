@@ -386,3 +386,90 @@ def test_sigterm_stops_cleanly(fresh_data, champion, tmp_path):
     assert stop_server(server), server.output()
     lines = [line for line in server.output().splitlines() if line.startswith("{")]
     assert lines and all(json.loads(line)["severity"] for line in lines)  # structured logs
+
+
+# -- the champion moves under load --------------------------------------------------------------
+
+RELOAD_S = 0.5
+LOAD_THREADS = 4
+MOVES = ("1", "3", "2", "1", "3")
+MOVE_EVERY_S = 3.0
+
+
+def _variants(model_dir: Path, root: Path, tracking_uri: Path) -> list[str]:
+    """Three versions of the champion's model (an extra file each: new content) published in
+    a registry of their own; the versions, the last one the champion."""
+    import shutil
+
+    from components.lineage import content_hash
+    from components.push.registry import Registry
+
+    registry = Registry(str(tracking_uri), MODEL_NAME)
+    expected = None
+    for tag in ("a", "b", "c"):
+        variant = root / f"model-{tag}"
+        shutil.copytree(model_dir, variant)
+        (variant / "variant.txt").write_text(tag)
+        expected = registry.publish(variant, content_hash(variant), expected).version
+    return [str(v.version) for v in registry.versions()]
+
+
+def test_the_champion_moves_under_load_without_a_failed_request(fresh_data, champion, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from components.push.registry import Registry
+
+    tracking_uri = tmp_path / "moves" / "mlflow.db"
+    tracking_uri.parent.mkdir()
+    assert _variants(champion[0], tmp_path, tracking_uri) == ["1", "2", "3"]
+    server = start_server(
+        fresh_data.repo, tracking_uri, tmp_path / "server.log", "--reload-interval-s", str(RELOAD_S)
+    )
+    registry = Registry(str(tracking_uri), MODEL_NAME)
+    timeline = [(time.monotonic(), "3")]  # (since when, champion)
+    stop = time.monotonic() + 3600  # set for real once the moves are done
+    body = {"instances": instances(fresh_data, 1)}
+
+    def load() -> list[tuple[float, float, int, str | None]]:
+        answers = []
+        while time.monotonic() < stop and len(answers) < 5000:
+            started = time.monotonic()
+            try:
+                status, answer = call(server.url + "/predict", body)
+                version = answer["predictions"][0]["model_version"] if status == 200 else None
+            except OSError as error:  # a dropped connection is a failure too
+                status, version = -1, repr(error)
+            answers.append((started, time.monotonic(), status, version))
+        return answers
+
+    try:
+        wait_listening(server, "/health")
+        with ThreadPoolExecutor(LOAD_THREADS) as pool:
+            loads = [pool.submit(load) for _ in range(LOAD_THREADS)]
+            for version in MOVES:
+                time.sleep(MOVE_EVERY_S)
+                registry.promote(version)
+                timeline.append((time.monotonic(), version))
+            time.sleep(MOVE_EVERY_S)
+            stop = time.monotonic()
+            answers = [a for future in loads for a in future.result()]
+    finally:
+        assert stop_server(server), server.output()
+
+    failed = [a for a in answers if a[2] != 200]
+    assert not failed, failed[:5]
+    # A version served at [start, end] was the champion at some moment of [start - lag, end]:
+    # the server sees a move within a reload interval and needs a moment to load the model.
+    lag = RELOAD_S + 3.0
+
+    def champions(start: float, end: float) -> set[str]:
+        held = {v for t, v in timeline if start - lag <= t <= end}
+        before = [v for t, v in timeline if t < start - lag]
+        return held | set(before[-1:])
+
+    wrong = [a for a in answers if a[3] not in champions(a[0], a[1])]
+    assert not wrong, (wrong[:5], timeline)
+    served = [a[3] for a in sorted(answers)]
+    assert {"1", "2", "3"} <= set(served), set(served)  # every champion was served
+    assert served[-1] == MOVES[-1]
+    print(f"{len(answers)} requests, {len(timeline) - 1} champion moves, no failure")
