@@ -473,3 +473,94 @@ def test_the_champion_moves_under_load_without_a_failed_request(fresh_data, cham
     assert {"1", "2", "3"} <= set(served), set(served)  # every champion was served
     assert served[-1] == MOVES[-1]
     print(f"{len(answers)} requests, {len(timeline) - 1} champion moves, no failure")
+
+
+# -- the online store goes away and comes back --------------------------------------------------
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of this test's own (the shared one on 6379 serves other tests), saving
+    to `folder` when stopped so a restart finds the materialized rows again."""
+
+    port: int
+    folder: Path
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(self.folder), "--save", "3600 1", "--appendonly", "no"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ping = subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True
+            )
+            if ping.stdout.strip() == "PONG":
+                return
+            time.sleep(0.2)
+        pytest.fail(f"redis-server on {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # saves dump.rdb first (the save point above)
+            self.process.wait(30)
+
+
+@pytest.fixture
+def redis_workspace(fresh_data, tmp_path):
+    """The fresh data's repo on a private Redis online store, materialized."""
+    import yaml
+
+    from components.features.materialize import materialize
+
+    redis = PrivateRedis(free_port(), tmp_path)
+    redis.start()
+    workspace = make_workspace(tmp_path / "workspace", sources=fresh_data.sources)
+    path = workspace.repo / "feature_store.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["online_store"] = {"type": "redis", "connection_string": f"127.0.0.1:{redis.port}"}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    run_cli([str(BIN / "feast"), "apply"], cwd=workspace.repo)
+    end = datetime.now(timezone.utc) + timedelta(hours=1)
+    materialize(workspace.repo, end - timedelta(days=400), end, progress=False)
+    try:
+        yield workspace, redis
+    finally:
+        redis.stop()
+
+
+def test_online_store_outage_is_503_with_the_reason_then_recovers(
+    redis_workspace, champion, tmp_path
+):
+    workspace, redis = redis_workspace
+    server = start_server(workspace.repo, champion[1], tmp_path / "server.log")
+    body = {"instances": instances(workspace, 2)}
+    try:
+        wait_listening(server, "/health")
+        status, before = call(server.url + "/predict", body)
+        assert status == 200, before
+        redis.stop()
+        status, answer = call(server.url + "/predict", body)
+        assert status == 503, answer
+        assert (
+            answer["error"].startswith("online store unavailable: ")
+            and "Connection" in (answer["error"])
+        ), answer
+        redis.start()  # the same data (saved on stop)
+        deadline = time.monotonic() + 30
+        while (status := call(server.url + "/predict", body)[0]) != 200:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.5)
+        _, after = call(server.url + "/predict", body)
+        assert after == before  # the same features and scores as before the outage
+        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+        errors = [
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("portside_online_store_errors_total ")
+        ]
+        assert errors and errors[0] >= 1, text
+    finally:
+        assert stop_server(server), server.output()
