@@ -117,7 +117,7 @@ def _serve_demo(args: argparse.Namespace) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "components", "serve", "--port", str(port)]
     command += ["--feature-repo", args.feature_repo, "--model-name", args.model_name]
-    command += ["--tracking-uri", args.tracking_uri]
+    command += ["--tracking-uri", args.tracking_uri, "--prediction-log", args.prediction_log]
     started = time.monotonic()
     with log.open("w") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -169,7 +169,7 @@ def add_serving_commands(commands: argparse._SubParsersAction) -> None:
     server = commands.add_parser(
         "serve", help="serve the champion over HTTP (Vertex AI and Open Inference Protocol v2)"
     )
-    add_arguments(server, model_name="fraud_model")
+    add_arguments(server, model_name="fraud_model", prediction_log="data/prediction_log")
     demo = server.add_argument_group("--demo: start, ask through both protocols, stop")
     demo.add_argument("--demo", action="store_true")
     demo.add_argument("--user-id", type=int, nargs="+", default=[1, 2, 3])

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from components.errors import InputDataError
 from components.serve.champion import ChampionHolder, Loaded
+from components.serve.prediction_log import PredictionLog
 from components.serve.requests import (
     HEADER_LENGTH,
     RequestError,
@@ -61,10 +62,12 @@ class Metrics:
     store_errors: Any
 
     @classmethod
-    def create(cls) -> Metrics:
+    def create(cls, prediction_log: PredictionLog | None = None) -> Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         registry = CollectorRegistry()
+        if prediction_log is not None:
+            registry.register(_PredictionLogCollector(prediction_log))
         return cls(
             registry=registry,
             requests=Counter(
@@ -93,6 +96,24 @@ class Metrics:
                 registry=registry,
             ),
         )
+
+
+class _PredictionLogCollector:
+    """The prediction log's counts, read when /metrics is scraped."""
+
+    def __init__(self, prediction_log: PredictionLog) -> None:
+        self.prediction_log = prediction_log
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        counts = {
+            "written": (self.prediction_log.logged, "Prediction-log rows written"),
+            "dropped": (self.prediction_log.dropped, "Rows dropped: the log's buffer was full"),
+            "failed": (self.prediction_log.failed, "Rows lost to a failed write"),
+        }
+        for name, (value, doc) in counts.items():
+            yield CounterMetricFamily(f"portside_prediction_log_{name}", doc, value=value)
 
 
 def score(loaded: Loaded, rows: list[dict[str, Any]]) -> tuple[np.ndarray, pd.DataFrame]:
@@ -131,8 +152,18 @@ def _features(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def create_app(settings: ServeSettings, holder: ChampionHolder) -> Starlette:
-    metrics = Metrics.create()
+def create_app(
+    settings: ServeSettings,
+    holder: ChampionHolder,
+    prediction_log: PredictionLog | None = None,
+) -> Starlette:
+    metrics = Metrics.create(prediction_log)
+
+    def record(loaded: Loaded, scores: np.ndarray, frame: pd.DataFrame, request_id=None) -> None:
+        if prediction_log is not None:  # the instance's fields, then what the model saw
+            columns = list(dict.fromkeys([*loaded.field_types, *loaded.feature_columns]))
+            features = _features(frame, columns)
+            prediction_log.record(loaded.version, "champion", scores.tolist(), features, request_id)
 
     def champion() -> Loaded:
         loaded = holder.current
@@ -167,6 +198,7 @@ def create_app(settings: ServeSettings, holder: ChampionHolder) -> Starlette:
         parsed = parse_vertex(body, loaded.field_types, settings.max_instances)
         scores, frame = await run_in_threadpool(score, loaded, parsed.rows)
         metrics.instances.inc(len(parsed.rows))
+        record(loaded, scores, frame)
         predictions = [
             {loaded.output: float(value), "model_version": loaded.version} for value in scores
         ]
@@ -190,6 +222,7 @@ def create_app(settings: ServeSettings, holder: ChampionHolder) -> Starlette:
         )
         scores, frame = await run_in_threadpool(score, loaded, parsed.rows)
         metrics.instances.inc(len(parsed.rows))
+        record(loaded, scores, frame, parsed.request_id)
         return _infer_response(settings.model_name, loaded, parsed, scores, frame)
 
     async def vertex_health(request: Request) -> Response:
@@ -264,6 +297,15 @@ def create_app(settings: ServeSettings, holder: ChampionHolder) -> Starlette:
             yield
         finally:
             reloading.cancel()
+            if prediction_log is not None:  # after the last request: write what is pending
+                await run_in_threadpool(prediction_log.close)
+                log.info(
+                    "prediction log: %d rows written, %d dropped, %d failed -> %s",
+                    prediction_log.logged,
+                    prediction_log.dropped,
+                    prediction_log.failed,
+                    prediction_log.folder,
+                )
 
     routes = [
         Route(settings.health_route, vertex_health, methods=["GET"]),

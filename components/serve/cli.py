@@ -26,7 +26,9 @@ from components.serve.settings import (
 GRACEFUL_SHUTDOWN_S = 30
 
 
-def add_arguments(parser: argparse.ArgumentParser, model_name: str | None = None) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser, model_name: str | None = None, prediction_log: str = ""
+) -> None:
     """The server's flags; `model_name` is a default (else the flag is required)."""
     vertex = vertex_defaults()
     parser.add_argument("--feature-repo", default="feature_repo", help="Feast repo path")
@@ -55,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser, model_name: str | None = None
         default=DEFAULT_RELOAD_INTERVAL_S,
         help="how often the registry's champion alias is checked (hot reload)",
     )
+    parser.add_argument(
+        "--prediction-log",
+        default=prediction_log,
+        help="folder for the prediction log, Parquet partitioned by date (default: "
+        + (prediction_log or "off")
+        + ")",
+    )
     parser.add_argument("--graceful-shutdown-s", type=int, default=GRACEFUL_SHUTDOWN_S)
 
 
@@ -74,6 +83,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         max_instances=args.max_instances,
         max_body_bytes=args.max_body_bytes,
         reload_interval_s=args.reload_interval_s,
+        prediction_log=args.prediction_log,
     )
 
 
@@ -110,6 +120,7 @@ def serve(settings: ServeSettings, graceful_shutdown_s: int = GRACEFUL_SHUTDOWN_
     from components.push.champion import open_registry
     from components.serve.app import create_app
     from components.serve.champion import ChampionHolder
+    from components.serve.prediction_log import PredictionLog
 
     _configure_logging()
     # TensorFlow's C++ info lines would break the one-JSON-object-per-line log.
@@ -124,7 +135,8 @@ def serve(settings: ServeSettings, graceful_shutdown_s: int = GRACEFUL_SHUTDOWN_
     )
     with tempfile.TemporaryDirectory(prefix="portside-serve-") as scratch:
         holder = ChampionHolder(registry, settings.feature_repo, Path(scratch))
-        app = create_app(settings, holder)
+        prediction_log = PredictionLog(settings.prediction_log) if settings.prediction_log else None
+        app = create_app(settings, holder, prediction_log)
         uvicorn.run(
             app,
             host=settings.host,

@@ -33,6 +33,7 @@ class ServeSettings:
     max_instances: int = DEFAULT_MAX_INSTANCES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     reload_interval_s: float = DEFAULT_RELOAD_INTERVAL_S  # how often the champion is checked
+    prediction_log: str = ""  # folder of the prediction log (Parquet by date); "" is off
 
 
 def vertex_defaults(environ: Mapping[str, str] | None = None) -> dict[str, object]:

@@ -166,13 +166,25 @@ def champion(fresh_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(fresh_data, champion, tmp_path_factory):
     _, tracking_uri = champion
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    running = start_server(fresh_data.repo, tracking_uri, log)
+    folder = tmp_path_factory.mktemp("server")
+    running = start_server(
+        fresh_data.repo,
+        tracking_uri,
+        folder / "server.log",
+        "--prediction-log",
+        str(folder / "log"),
+    )
     try:
         wait_listening(running, "/health")
         yield running
     finally:
         stop_server(running)
+
+
+def score(prediction: dict) -> float:
+    """A Vertex prediction's score: its one entry besides the version (and features)."""
+    (name,) = set(prediction) - {"model_version", "features"}
+    return prediction[name]
 
 
 def users(workspace, n: int) -> list[int]:
@@ -269,13 +281,30 @@ def test_open_inference_protocol_through_tritonclient(server, fresh_data):
             "1001 instances, at most 1000",
         ),
         (b"{not json", 400, "body is not JSON"),
-        (b"x" * 1_600_000, 413, "at most 1500000"),
     ],
 )
 def test_bad_vertex_requests_are_4xx_naming_the_field(server, body, status, names):
     got, answer = call(server.url + "/predict", body)
     assert got == status, answer
     assert names in answer["error"]
+
+
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(server):
+    """413 from the Content-Length alone: the server does not read 1.6 MB to refuse it."""
+    import socket
+
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1600000\r\n\r\n{"
+        )
+        received = b""
+        while b"at most" not in received and (chunk := connection.recv(65536)):
+            received += chunk
+    answer = received.decode()
+    assert answer.startswith("HTTP/1.1 413"), answer
+    assert "body: 1600000 bytes, at most 1500000" in answer
 
 
 def test_bad_inference_requests_are_4xx_naming_the_input(server):
@@ -564,3 +593,47 @@ def test_online_store_outage_is_503_with_the_reason_then_recovers(
         assert errors and errors[0] >= 1, text
     finally:
         assert stop_server(server), server.output()
+
+
+def test_every_answered_instance_is_in_the_prediction_log(server, fresh_data):
+    """Under concurrent load, each instance answered is logged (or counted as dropped) with
+    its score, version and the features the model saw."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def metric(name: str) -> float:
+        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[-1])
+        raise AssertionError(f"{name} not in /metrics")
+
+    folder = server.log.parent / "log"
+    written_before = metric("portside_prediction_log_written_total")
+    rows = instances(fresh_data, 3)
+
+    def send(_: int) -> list[float]:
+        status, answer = call(server.url + "/predict", {"instances": rows})
+        assert status == 200, answer
+        return [score(p) for p in answer["predictions"]]
+
+    with ThreadPoolExecutor(4) as pool:
+        answered = [score for scores in pool.map(send, range(40)) for score in scores]
+    deadline = time.monotonic() + 30
+    while metric("portside_prediction_log_written_total") + metric(
+        "portside_prediction_log_dropped_total"
+    ) < written_before + len(answered):
+        assert time.monotonic() < deadline, "the prediction log did not catch up"
+        time.sleep(0.5)
+    assert metric("portside_prediction_log_dropped_total") == 0
+    logged = pd.read_parquet(folder)  # date=... partitions
+    assert len(logged) == written_before + len(answered)
+    assert {"timestamp", "request_id", "model_version", "arm", "score", "amount_to_avg_30d"} <= set(
+        logged.columns
+    )
+    assert set(logged["model_version"]) == {"1"} and set(logged["arm"]) == {"champion"}
+    recent = logged.sort_values("timestamp").tail(len(answered))
+    assert sorted(recent["score"]) == pytest.approx(sorted(answered))
+    assert sorted(recent["user_id"].unique()) == sorted(r["user_id"] for r in rows)
+    assert [p.name for p in folder.iterdir()] == [
+        "date=" + datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    ]
