@@ -11,7 +11,15 @@ from datetime import datetime, timezone
 
 from bench.common import RESULTS, code_version, machine_info
 
-BENCHMARKS = ("feature_retrieval", "materialize", "phases", "components", "pipeline", "dag_parse")
+BENCHMARKS = (
+    "feature_retrieval",
+    "materialize",
+    "phases",
+    "components",
+    "pipeline",
+    "dag_parse",
+    "serving",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,7 +69,7 @@ def _serve(args: argparse.Namespace) -> int:
         f"/v2/models/{settings.model_name}/infer; /metrics); Ctrl-C stops it",
         flush=True,
     )
-    return serve(settings, args.graceful_shutdown_s)
+    return serve(settings, args.graceful_shutdown_s, not args.no_access_log)
 
 
 def _free_port() -> int:

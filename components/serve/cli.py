@@ -65,6 +65,9 @@ def add_arguments(
         + ")",
     )
     parser.add_argument("--graceful-shutdown-s", type=int, default=GRACEFUL_SHUTDOWN_S)
+    parser.add_argument(
+        "--no-access-log", action="store_true", help="no log line per request (high traffic)"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
@@ -114,7 +117,11 @@ def _configure_logging() -> None:
         logging.getLogger(name).propagate = True
 
 
-def serve(settings: ServeSettings, graceful_shutdown_s: int = GRACEFUL_SHUTDOWN_S) -> int:
+def serve(
+    settings: ServeSettings,
+    graceful_shutdown_s: int = GRACEFUL_SHUTDOWN_S,
+    access_log: bool = True,
+) -> int:
     import uvicorn
 
     from components.push.champion import open_registry
@@ -143,6 +150,7 @@ def serve(settings: ServeSettings, graceful_shutdown_s: int = GRACEFUL_SHUTDOWN_
             port=settings.port,
             log_config=None,
             timeout_graceful_shutdown=graceful_shutdown_s,
+            access_log=access_log,
         )
     return 0
 
@@ -154,4 +162,4 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return serve(settings_from_args(args), args.graceful_shutdown_s)
+    return serve(settings_from_args(args), args.graceful_shutdown_s, not args.no_access_log)
