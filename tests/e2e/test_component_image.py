@@ -21,7 +21,17 @@ def _run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Comp
     return done
 
 
+def _image_extras() -> list[str]:
+    """The extras the image installs, as the Makefile's `requirements` target exports them."""
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith("IMAGE_EXTRAS :="):
+            return line.split(":=", 1)[1].split()
+    raise AssertionError("no IMAGE_EXTRAS in the Makefile")
+
+
 def test_image_requirements_are_exported_from_the_lock():
+    extras = _image_extras()
+    assert {"features", "validate", "train", "registry", "kfp", "serve"} <= set(extras[1::2])
     exported = _run(
         [
             *uv_command(),
@@ -30,16 +40,7 @@ def test_image_requirements_are_exported_from_the_lock():
             "--no-dev",
             "--no-emit-project",
             "--no-header",
-            "--extra",
-            "features",
-            "--extra",
-            "validate",
-            "--extra",
-            "train",
-            "--extra",
-            "registry",
-            "--extra",
-            "kfp",
+            *extras,
         ],
         cwd=ROOT,
     ).stdout
@@ -140,3 +141,45 @@ def test_every_component_runs_from_the_image_environment(image_env, workspace, t
         assert manifest["image"] == "portside-components:test"
     pushed = json.loads((work / "pushed" / "pushed.json").read_text())
     assert str(pushed["version"]) == "1"
+    _serve_from_the_image_environment(python, env, workspace, tmp_path)
+
+
+def _serve_from_the_image_environment(python: str, env: dict, workspace, tmp_path: Path) -> None:
+    """The image's serving entrypoint answers with the champion push just made: the image's
+    requirements hold everything the server imports."""
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    from mlflow_server import free_port
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    command = [python, "-m", "components", "serve", "--port", str(port)]
+    command += ["--feature-repo", str(workspace.repo), "--model-name", MODEL_NAME]
+    command += ["--tracking-uri", str(tmp_path / "mlflow.db")]
+    with log.open("w") as out:
+        server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert server.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=5) as health:
+                    assert json.load(health)["model_version"] == "1"
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(1)
+        body = {"instances": [{"user_id": 1, "amount": 25.0, "merchant_category": "grocery"}]}
+        request = urllib.request.Request(
+            url + "/predict", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            (prediction,) = json.load(response)["predictions"]
+        assert prediction["model_version"] == "1"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
