@@ -136,8 +136,9 @@ def train_and_push(repo: Path, rows: Path, root: Path, tracking_uri: Path) -> Pa
 
 
 @pytest.fixture(scope="module")
-def fresh_data(tmp_path_factory):
-    """A workspace whose data ends this hour, applied and materialized online."""
+def materialized(tmp_path_factory):
+    """A workspace whose data ends this hour, applied and materialized online; and the end
+    of what was materialized (the rows that had landed by then)."""
     from components.features.materialize import materialize
     from synthetic_data import SyntheticDataConfig, generate
 
@@ -151,8 +152,14 @@ def fresh_data(tmp_path_factory):
     )
     workspace = make_workspace(root / "workspace", sources=sources)
     run_cli([str(BIN / "feast"), "apply"], cwd=workspace.repo)
-    materialize(workspace.repo, end - timedelta(days=400), end + timedelta(hours=1), progress=False)
-    return workspace
+    until = end + timedelta(hours=1)
+    materialize(workspace.repo, end - timedelta(days=400), until, progress=False)
+    return workspace, until
+
+
+@pytest.fixture(scope="module")
+def fresh_data(materialized):
+    return materialized[0]
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +229,47 @@ def test_vertex_route_scores_the_served_features_with_the_champion(server, fresh
     scores = np.array([p[model.spec.output] for p in predictions])
     assert np.allclose(scores, model.predict(expected), atol=1e-6)
     assert ((scores > 0) & (scores < 1)).all()
+
+
+def test_no_training_serving_skew(server, materialized, champion, tmp_path):
+    """For a sample of users, the served feature vector is the `as_known` training features
+    at the materialization time (what the features component would put in a training set),
+    and the served score is the champion's on that training-set row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from components.common.model_io import ServingModel
+    from components.features.run import run as build_training_set
+
+    workspace, until = materialized
+    rows = instances(workspace, 40)
+    status, answer = call(
+        server.url + "/predict", {"instances": rows, "parameters": {"return_features": True}}
+    )
+    assert status == 200, answer
+    entity_rows = pa.Table.from_pylist(
+        [{**row, "event_timestamp": until, "is_fraud": 0} for row in rows]
+    )
+    pq.write_table(entity_rows, tmp_path / "rows.parquet")
+    build_training_set(
+        str(tmp_path / "rows.parquet"),
+        str(tmp_path / "training_set"),
+        feature_repo=str(workspace.repo),
+        point_in_time="as_known",
+        **EXAMPLE,
+    )
+    offline = pd.read_parquet(tmp_path / "training_set" / "training_set.parquet")
+    model = ServingModel(champion[0])
+    served = pd.DataFrame([p["features"] for p in answer["predictions"]])
+    assert served["txn_count_7d"].notna().sum() > len(rows) // 2  # fresh, not all missing
+    for column in model.spec.columns:
+        if column in model.spec.numeric:
+            left, right = served[column].astype(float), offline[column].astype(float)
+            assert np.allclose(left, right, rtol=1e-9, equal_nan=True), column
+        else:
+            assert list(served[column].fillna("")) == list(offline[column].fillna("")), column
+    scores = np.array([score(p) for p in answer["predictions"]])
+    assert np.allclose(scores, model.predict(offline), atol=1e-6)
 
 
 def test_open_inference_protocol_through_tritonclient(server, fresh_data):
