@@ -50,13 +50,8 @@ def airflow_environment(
     any AIRFLOW__* setting or PORTSIDE_* binding setting inherited from the caller, the
     project's bin first on PATH (Airflow starts its parts by calling `airflow`), SQLite
     metadata in the home, no example DAGs, the LocalExecutor, then `overrides`."""
-    keep = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW__", "AIRFLOW_", "PORTSIDE_"))
-    }
     env = {
-        **keep,
+        **launcher_environment(),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),

@@ -196,13 +196,11 @@ def _tensor_values(
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
             raise RequestError(f"{where}: binary_data_size {size} exceeds the binary data")
-        return _binary_values(binary[offset : offset + size], tensor["datatype"], where), (
-            offset + size
-        )
+        end = offset + size
+        return _binary_values(binary[offset:end], tensor["datatype"], where), end
     if "data" not in tensor:
         raise RequestError(f"{where}: no data")
-    values = _flatten(tensor["data"])
-    return values, offset
+    return _flatten(tensor["data"]), offset
 
 
 def _flatten(data: Any) -> list[Any]:

@@ -65,6 +65,19 @@ def call(url: str, body: bytes | dict | None = None, headers: dict | None = None
         return error.code, json.loads(error.read() or b"null")
 
 
+def metrics_page(server: Server) -> str:
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def metric(server: Server, series: str) -> float:
+    """The value of one series of /metrics (its name with labels, as the page prints it)."""
+    for line in metrics_page(server).splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{series} not in /metrics")
+
+
 def start_server(repo: Path, tracking_uri: Path, log: Path, *more: str) -> Server:
     port = free_port()
     command = [sys.executable, "-m", "components", "serve", "--feature-repo", str(repo)]
@@ -388,14 +401,8 @@ def test_bad_inference_requests_are_4xx_naming_the_input(server):
 def test_metrics_count_requests_and_name_the_version(server, fresh_data):
     for _ in range(3):
         assert call(server.url + "/predict", {"instances": instances(fresh_data, 2)})[0] == 200
-    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
-        text = response.read().decode()
-    counted = [
-        float(line.split()[-1])
-        for line in text.splitlines()
-        if line.startswith('portside_requests_total{route="/predict",status="200"}')
-    ]
-    assert counted and counted[0] >= 3, text
+    assert metric(server, 'portside_requests_total{route="/predict",status="200"}') >= 3
+    text = metrics_page(server)
     assert f'portside_model_version{{model="{MODEL_NAME}",version="1"}} 1.0' in text
     assert "portside_request_seconds_bucket" in text
 
@@ -631,14 +638,7 @@ def test_online_store_outage_is_503_with_the_reason_then_recovers(
             time.sleep(0.5)
         _, after = call(server.url + "/predict", body)
         assert after == before  # the same features and scores as before the outage
-        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
-            text = response.read().decode()
-        errors = [
-            float(line.split()[-1])
-            for line in text.splitlines()
-            if line.startswith("portside_online_store_errors_total ")
-        ]
-        assert errors and errors[0] >= 1, text
+        assert metric(server, "portside_online_store_errors_total") >= 1
     finally:
         assert stop_server(server), server.output()
 
@@ -648,15 +648,8 @@ def test_every_answered_instance_is_in_the_prediction_log(server, fresh_data):
     its score, version and the features the model saw."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def metric(name: str) -> float:
-        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[-1])
-        raise AssertionError(f"{name} not in /metrics")
-
     folder = server.log.parent / "log"
-    written_before = metric("portside_prediction_log_written_total")
+    written_before = metric(server, "portside_prediction_log_written_total")
     rows = instances(fresh_data, 3)
 
     def send(_: int) -> list[float]:
@@ -667,12 +660,12 @@ def test_every_answered_instance_is_in_the_prediction_log(server, fresh_data):
     with ThreadPoolExecutor(4) as pool:
         answered = [score for scores in pool.map(send, range(40)) for score in scores]
     deadline = time.monotonic() + 30
-    while metric("portside_prediction_log_written_total") + metric(
-        "portside_prediction_log_dropped_total"
+    while metric(server, "portside_prediction_log_written_total") + metric(
+        server, "portside_prediction_log_dropped_total"
     ) < written_before + len(answered):
         assert time.monotonic() < deadline, "the prediction log did not catch up"
         time.sleep(0.5)
-    assert metric("portside_prediction_log_dropped_total") == 0
+    assert metric(server, "portside_prediction_log_dropped_total") == 0
     logged = pd.read_parquet(folder)  # date=... partitions
     assert len(logged) == written_before + len(answered)
     assert {"timestamp", "request_id", "model_version", "arm", "score", "amount_to_avg_30d"} <= set(
