@@ -26,6 +26,7 @@ from components.errors import InputDataError
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -51,19 +52,46 @@ class FeatureSpec:
         return read_record(cls, Path(model_dir) / FEATURE_SPEC_FILE, "train")
 
 
-def to_signature_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, np.ndarray]:
-    """Raw feature columns as the serving signature takes them."""
+def to_signature_inputs(frame: pd.DataFrame | pa.Table, spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """Raw feature columns as the serving signature takes them, from pandas (training) or
+    Arrow (the server's lookups, without a pandas round trip); the same values either way."""
     import numpy as np
 
-    missing = [c for c in spec.columns if c not in frame.columns]
+    names = frame.column_names if hasattr(frame, "column_names") else frame.columns
+    missing = [c for c in spec.columns if c not in names]
     if missing:
         raise InputDataError(f"feature column(s) missing: {', '.join(missing)}")
+    if hasattr(frame, "column_names"):
+        return {
+            **{c: _arrow_numeric(frame.column(c)) for c in spec.numeric},
+            **{c: _arrow_categorical(frame.column(c)) for c in spec.categorical},
+        }
     inputs: dict[str, np.ndarray] = {}
     for column in spec.numeric:
         inputs[column] = frame[column].astype("float64").to_numpy(np.float32, na_value=np.nan)
     for column in spec.categorical:
         inputs[column] = frame[column].astype("string").fillna("").to_numpy(dtype=object)
     return inputs
+
+
+def _arrow_numeric(column: pa.ChunkedArray) -> np.ndarray:
+    import numpy as np
+    import pyarrow.compute as pc
+
+    # a floating array's nulls become NaN in to_numpy
+    values = pc.cast(column, "float64").to_numpy(zero_copy_only=False)
+    return values.astype(np.float32)
+
+
+def _arrow_categorical(column: pa.ChunkedArray) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        # pandas' text of other types (True, 1.0) is what training saw
+        series = column.to_pandas()
+        return series.astype("string").fillna("").to_numpy(dtype=object)
+    return pc.fill_null(column, "").to_numpy(zero_copy_only=False)
 
 
 class ServingModel:
@@ -78,14 +106,15 @@ class ServingModel:
             "serving_default"
         ]
 
-    def predict(self, frame: pd.DataFrame, batch_size: int = 65_536) -> np.ndarray:
+    def predict(self, frame: pd.DataFrame | pa.Table, batch_size: int = 65_536) -> np.ndarray:
         """The model's output (positive-label probability) for every row of `frame`."""
         import numpy as np
         import tensorflow as tf
 
         inputs = to_signature_inputs(frame, self.spec)
         parts = []
-        for start in range(0, len(frame), batch_size):
+        rows = frame.num_rows if hasattr(frame, "num_rows") else len(frame)
+        for start in range(0, rows, batch_size):
             batch = {k: tf.constant(v[start : start + batch_size]) for k, v in inputs.items()}
             parts.append(self._serve(**batch)[self.spec.output].numpy().reshape(-1))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)

@@ -51,6 +51,10 @@ class OnlineLookup:
         """Per row (entity keys plus request fields): the row's fields, then the service's
         features named as in the training set, fresh as of `now` (default: the current
         time)."""
+        return self.lookup_table(rows, now).to_pandas()
+
+    def lookup_table(self, rows: list[dict[str, Any]], now: datetime | None = None) -> pa.Table:
+        """`lookup` as an Arrow table (what a server scores, without a pandas round trip)."""
         import pyarrow as pa
 
         from components.features.run import apply_on_demand
@@ -61,7 +65,7 @@ class OnlineLookup:
         features = _fresh_batch_features(self.store, self.service, rows, moment, self._dtypes)
         for name, column in features.items():
             table = table.append_column(name, column)
-        return apply_on_demand(table, self.service).to_pandas()
+        return apply_on_demand(table, self.service)
 
 
 def lookup(

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from components.errors import InputDataError
+from components.serve.batching import Batcher
 from components.serve.champion import ChampionHolder, Loaded
 from components.serve.prediction_log import PredictionLog
 from components.serve.requests import (
@@ -38,7 +39,7 @@ from components.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
+    import pyarrow as pa
     from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("portside.serve")
@@ -116,10 +117,10 @@ class _PredictionLogCollector:
             yield CounterMetricFamily(f"portside_prediction_log_{name}", doc, value=value)
 
 
-def score(loaded: Loaded, rows: list[dict[str, Any]]) -> tuple[np.ndarray, pd.DataFrame]:
-    """The champion's scores for `rows` and the feature frame it scored (blocking)."""
+def score(loaded: Loaded, rows: list[dict[str, Any]]) -> tuple[np.ndarray, pa.Table]:
+    """The champion's scores for `rows` and the feature table it scored (blocking)."""
     try:
-        frame = loaded.lookup.lookup(rows)
+        frame = loaded.lookup.lookup_table(rows)
     except InputDataError as error:
         raise RequestError(str(error)) from None
     except Exception as error:
@@ -135,20 +136,13 @@ def _json_value(value: Any) -> Any:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
     return value
 
 
-def _features(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+def _features(frame: pa.Table, columns: list[str]) -> list[dict[str, Any]]:
     return [
-        {column: _json_value(value) for column, value in zip(columns, row, strict=True)}
-        for row in frame[columns].itertuples(index=False, name=None)
+        {column: _json_value(value) for column, value in row.items()}
+        for row in frame.select(columns).to_pylist()
     ]
 
 
@@ -158,8 +152,11 @@ def create_app(
     prediction_log: PredictionLog | None = None,
 ) -> Starlette:
     metrics = Metrics.create(prediction_log)
+    batcher = Batcher(
+        score, settings.max_batch_rows, settings.max_batches, individual_errors=(RequestError,)
+    )
 
-    def record(loaded: Loaded, scores: np.ndarray, frame: pd.DataFrame, request_id=None) -> None:
+    def record(loaded: Loaded, scores: np.ndarray, frame: pa.Table, request_id=None) -> None:
         if prediction_log is not None:  # the instance's fields, then what the model saw
             columns = list(dict.fromkeys([*loaded.field_types, *loaded.feature_columns]))
             features = _features(frame, columns)
@@ -196,7 +193,7 @@ def create_app(
     async def vertex_predict(request: Request, body: bytes) -> Response:
         loaded = champion()
         parsed = parse_vertex(body, loaded.field_types, settings.max_instances)
-        scores, frame = await run_in_threadpool(score, loaded, parsed.rows)
+        scores, frame = await batcher.score(loaded, parsed.rows)
         metrics.instances.inc(len(parsed.rows))
         record(loaded, scores, frame)
         predictions = [
@@ -220,7 +217,7 @@ def create_app(
             settings.max_instances,
             known,
         )
-        scores, frame = await run_in_threadpool(score, loaded, parsed.rows)
+        scores, frame = await batcher.score(loaded, parsed.rows)
         metrics.instances.inc(len(parsed.rows))
         record(loaded, scores, frame, parsed.request_id)
         return _infer_response(settings.model_name, loaded, parsed, scores, frame)
@@ -369,19 +366,22 @@ def _infer_response(
     loaded: Loaded,
     parsed: ScoringRequest,
     scores: np.ndarray,
-    frame: pd.DataFrame,
+    frame: pa.Table,
 ) -> Response:
     """The OIP response: the asked outputs, as JSON data or binary tensors."""
     import numpy as np
+    import pyarrow.compute as pc
 
     tensors: list[tuple[str, str, list[Any] | np.ndarray]] = []
     for name in parsed.outputs:
         if name == loaded.output:
             tensors.append((name, "FP32", np.asarray(scores, dtype=np.float32)))
         elif name in loaded.model.spec.numeric:
-            tensors.append((name, "FP64", frame[name].astype("float64").to_numpy()))
+            column = pc.cast(frame.column(name), "float64")
+            tensors.append((name, "FP64", column.to_numpy(zero_copy_only=False)))
         else:
-            tensors.append((name, "BYTES", frame[name].astype("string").fillna("").tolist()))
+            column = pc.fill_null(pc.cast(frame.column(name), "string"), "")
+            tensors.append((name, "BYTES", column.to_pylist()))
     outputs, binary = [], []
     for name, datatype, values in tensors:
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": [len(values)]}

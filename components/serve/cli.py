@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 from components.serve.settings import (
+    DEFAULT_MAX_BATCH_ROWS,
+    DEFAULT_MAX_BATCHES,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_INSTANCES,
     DEFAULT_RELOAD_INTERVAL_S,
@@ -52,6 +54,18 @@ def add_arguments(
     parser.add_argument("--max-instances", type=int, default=DEFAULT_MAX_INSTANCES)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument(
+        "--max-batch-rows",
+        type=int,
+        default=DEFAULT_MAX_BATCH_ROWS,
+        help="concurrent requests are scored together, up to this many rows per model call",
+    )
+    parser.add_argument(
+        "--max-batches",
+        type=int,
+        default=DEFAULT_MAX_BATCHES,
+        help="batches scored at the same time (one per core the server may use)",
+    )
+    parser.add_argument(
         "--reload-interval-s",
         type=float,
         default=DEFAULT_RELOAD_INTERVAL_S,
@@ -86,6 +100,8 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         max_instances=args.max_instances,
         max_body_bytes=args.max_body_bytes,
         reload_interval_s=args.reload_interval_s,
+        max_batch_rows=args.max_batch_rows,
+        max_batches=args.max_batches,
         prediction_log=args.prediction_log,
     )
 

@@ -15,6 +15,9 @@ DEFAULT_HEALTH_ROUTE = "/health"
 DEFAULT_MAX_BODY_BYTES = 1_500_000
 DEFAULT_MAX_INSTANCES = 1_000
 DEFAULT_RELOAD_INTERVAL_S = 30.0
+# Concurrent requests are scored together (components.serve.batching), up to this many rows.
+DEFAULT_MAX_BATCH_ROWS = 1_000
+DEFAULT_MAX_BATCHES = 1
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class ServeSettings:
     max_instances: int = DEFAULT_MAX_INSTANCES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     reload_interval_s: float = DEFAULT_RELOAD_INTERVAL_S  # how often the champion is checked
+    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS  # rows scored in one model call
+    max_batches: int = DEFAULT_MAX_BATCHES  # batches scored at the same time
     prediction_log: str = ""  # folder of the prediction log (Parquet by date); "" is off
 
 
