@@ -19,6 +19,7 @@ BENCHMARKS = (
     "pipeline",
     "dag_parse",
     "serving",
+    "batch_predict",
 )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from components.errors import PortsideError
 from pipelines.cache_commands import add_cache_commands
+from pipelines.deploy_commands import add_deploy_commands
 from pipelines.expectation_commands import add_expectation_commands
 from pipelines.pipeline_commands import add_pipeline_commands
 from pipelines.progress import Ticker, is_terminal
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_pipeline_commands(commands)
     add_serving_commands(commands)
+    add_deploy_commands(commands)
     add_cache_commands(commands)
     add_expectation_commands(commands)
     return parser

@@ -99,9 +99,18 @@ def _add_scale_out(parser: argparse.ArgumentParser) -> None:
 
 
 def _compile(args: argparse.Namespace) -> int:
+    if args.batch:  # the batch scoring pipeline: one Vertex AI batch prediction job
+        from pipelines.batch_pipeline import DEFAULT_IR as BATCH_IR
+        from pipelines.batch_pipeline import compile_batch_pipeline
+
+        if args.train_machine_type:
+            raise ConfigurationError("--batch has no train step: drop --train-machine-type")
+        print(f"wrote {compile_batch_pipeline(args.output or BATCH_IR, _profile(args))}")
+        return 0
     from pipelines.compile import compile_pipeline
 
-    path = compile_pipeline(args.output, _profile(args), vertex_training=_vertex_training(args))
+    output = args.output or DEFAULT_IR
+    path = compile_pipeline(output, _profile(args), vertex_training=_vertex_training(args))
     print(f"wrote {path}")
     return 0
 
@@ -312,7 +321,12 @@ def _add_vertex_target(parser: argparse.ArgumentParser) -> None:
 
 def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     comp = commands.add_parser("compile", help="compile the training pipeline to KFP IR YAML")
-    comp.add_argument("-o", "--output", default=DEFAULT_IR)
+    comp.add_argument("-o", "--output", help=f"default {DEFAULT_IR} (--batch: batch.yaml)")
+    comp.add_argument(
+        "--batch",
+        action="store_true",
+        help="the batch scoring pipeline instead (a Vertex AI batch prediction job)",
+    )
     _add_profile(comp)
     _add_scale_out(comp)
     comp.set_defaults(handler=_compile)

@@ -78,16 +78,9 @@ def parse_labels(pairs: list[str]) -> dict[str, str]:
     return labels
 
 
-def build_job(
-    target: VertexTarget,
-    template_path: str | Path,
-    parameter_values: dict[str, Any],
-    display_name: str,
-    credentials: Any = None,
-) -> Any:
-    """The aiplatform PipelineJob for the compiled template, not yet sent."""
-    target.check()
-    check_template_registry(template_path, parameter_values)
+def init_client(target: VertexTarget, credentials: Any = None) -> Any:
+    """Point the aiplatform client at the target (REST); returns the credentials it uses:
+    `credentials`, else the application default ones."""
     from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import aiplatform
 
@@ -109,6 +102,22 @@ def build_job(
         api_transport="rest",
         encryption_spec_key_name=target.encryption_key,
     )
+    return credentials
+
+
+def build_job(
+    target: VertexTarget,
+    template_path: str | Path,
+    parameter_values: dict[str, Any],
+    display_name: str,
+    credentials: Any = None,
+) -> Any:
+    """The aiplatform PipelineJob for the compiled template, not yet sent."""
+    target.check()
+    check_template_registry(template_path, parameter_values)
+    from google.cloud import aiplatform
+
+    credentials = init_client(target, credentials)
     return aiplatform.PipelineJob(
         display_name=display_name,
         template_path=str(template_path),
@@ -129,6 +138,8 @@ def check_template_registry(template_path: str | Path, parameter_values: dict[st
     from pipelines.profile import check_shared_registry
 
     definitions = parameter_definitions(template_path)
+    if "tracking_uri" not in definitions:  # logs and publishes nowhere (batch scoring)
+        return
     defaults = {k: v["defaultValue"] for k, v in definitions.items() if "defaultValue" in v}
     check_shared_registry(
         {**defaults, **parameter_values}, f"{template_path} with these parameters"
@@ -160,7 +171,7 @@ def submit(
 ) -> str:
     """Create the pipeline job; with `wait`, follow it to the end. Returns its resource name."""
     job = build_job(target, template_path, parameter_values, display_name, credentials)
-    with _service_errors("submit the pipeline job"):
+    with service_errors("submit the pipeline job"):
         job.submit(
             service_account=target.service_account,
             network=target.network,
@@ -184,7 +195,7 @@ def schedule(
     if len(cron.replace("TZ=", "").split()) < 5:
         raise ConfigurationError(f"--cron {cron!r} is not a cron expression like '0 3 * * *'")
     job = build_job(target, template_path, parameter_values, display_name, credentials)
-    with _service_errors("create the schedule"):
+    with service_errors("create the schedule"):
         created = job.create_schedule(
             cron=cron,
             display_name=f"{display_name}-schedule",
@@ -195,11 +206,15 @@ def schedule(
     return created.resource_name
 
 
-class _service_errors:
-    """Turns Google API errors into one clear line."""
+class service_errors:
+    """Turns Google API errors into one clear line; `forbidden` is the hint for a 403."""
 
-    def __init__(self, action: str) -> None:
+    def __init__(self, action: str, forbidden: str = "") -> None:
         self.action = action
+        self.forbidden = forbidden or (
+            "check that the caller and the service account have roles/aiplatform.user and "
+            "access to the pipeline root bucket"
+        )
 
     def __enter__(self) -> None:
         return None
@@ -210,8 +225,7 @@ class _service_errors:
         from google.api_core import exceptions
 
         hints = {
-            exceptions.Forbidden: "check that the caller and the service account have "
-            "roles/aiplatform.user and access to the pipeline root bucket",
+            exceptions.Forbidden: self.forbidden,
             exceptions.NotFound: "check the project, region and that the Vertex AI API is enabled",
             exceptions.ResourceExhausted: "a quota is exhausted; see IAM & Admin > Quotas",
             exceptions.Unauthenticated: "run `gcloud auth application-default login`",

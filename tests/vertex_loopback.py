@@ -160,6 +160,8 @@ class ModelRegistry:
         if version == "1" and "default" not in aliases:
             aliases.append("default")  # the first version is always the default
         entry = {**body, "name": name, "versionId": version, "versionAliases": []}
+        if body.get("containerSpec"):  # what the service says of a model with its own image
+            entry["supportedDeploymentResourcesTypes"] = ["DEDICATED_RESOURCES"]
         self.models[model_id][version] = entry
         self._assign(model_id, entry, aliases)
         response = {
@@ -184,6 +186,78 @@ class ModelRegistry:
             return _not_found(request.path)
         self._assign(match["model"], found, list(request.body.get("versionAliases", [])))
         return 200, found
+
+
+@dataclass
+class Endpoints:
+    """Enough of Vertex AI endpoints for Endpoint.list/create/deploy: create and deployModel
+    answer a pending long-running operation that the client then polls (GET .../operations/N,
+    done on the first poll); a traffic split must name deployed models and add up to 100."""
+
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> resource
+    operations: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> finished one
+    _kinds: list[str] = field(default_factory=list)  # of each operation started
+
+    def routes(self) -> Routes:
+        endpoint = LOCATION + r"/endpoints/(?P<endpoint>[^/:]+)"
+        return {
+            ("POST", LOCATION + r"/endpoints"): self.create,
+            ("GET", LOCATION + r"/endpoints"): self.list,
+            ("POST", endpoint + r":deployModel"): self.deploy_model,
+            ("GET", endpoint): self.get,
+            # the REST client polls operations under /ui/ (the console's path), not /v1/
+            ("GET", r"/(?:ui|v1)" + LOCATION.removeprefix("/v1") + r"/.+/operations/[^/]+"): (
+                self.operation
+            ),
+        }
+
+    def add(self, project: str, location: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An endpoint as the service stores it (tests seed existing ones with this)."""
+        endpoint_id = str(100 + len(self.endpoints))
+        name = f"projects/{project}/locations/{location}/endpoints/{endpoint_id}"
+        resource = {"deployedModels": [], "trafficSplit": {}, **body, "name": name}
+        self.endpoints[endpoint_id] = resource
+        return resource
+
+    def _pending(self, resource: str, kind: str, response: dict[str, Any]) -> Reply:
+        self._kinds.append(kind)
+        name = f"{resource}/operations/{len(self._kinds)}"
+        typed = {"@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{kind}", **response}
+        self.operations[name] = {"name": name, "done": True, "response": typed}
+        return 200, {"name": name, "done": False}
+
+    def create(self, request: Request, match: re.Match[str]) -> Reply:
+        created = self.add(match["project"], match["location"], request.body)
+        return self._pending(created["name"], "Endpoint", created)
+
+    def list(self, request: Request, match: re.Match[str]) -> Reply:
+        wanted = request.query.get("filter", [""])[0]
+        return 200, {"endpoints": [e for e in self.endpoints.values() if _matches(e, wanted)]}
+
+    def get(self, request: Request, match: re.Match[str]) -> Reply:
+        found = self.endpoints.get(match["endpoint"])
+        return (200, found) if found is not None else _not_found(request.path)
+
+    def deploy_model(self, request: Request, match: re.Match[str]) -> Reply:
+        endpoint = self.endpoints.get(match["endpoint"])
+        if endpoint is None:
+            return _not_found(request.path)
+        deployed_id = str(9000 + sum(k == "DeployModelResponse" for k in self._kinds))
+        split = {
+            deployed_id if k == "0" else k: int(v) for k, v in request.body["trafficSplit"].items()
+        }
+        known = {m["id"] for m in endpoint["deployedModels"]} | {deployed_id}
+        if sum(split.values()) != 100 or not set(split) <= known:
+            message = f"traffic split {split} must add up to 100 over deployed models {known}"
+            return 400, {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
+        deployed = {**request.body["deployedModel"], "id": deployed_id}
+        endpoint["deployedModels"].append(deployed)
+        endpoint["trafficSplit"] = split
+        return self._pending(endpoint["name"], "DeployModelResponse", {"deployedModel": deployed})
+
+    def operation(self, request: Request, match: re.Match[str]) -> Reply:
+        found = self.operations.get(request.path.split("/", 2)[2])
+        return (200, found) if found is not None else _not_found(request.path)
 
 
 @dataclass
@@ -225,6 +299,18 @@ class ObjectStore:
     def download(self, request: Request, match: re.Match[str]) -> Reply:
         data = self.objects.get((match["bucket"], match["name"]))
         return (200, data) if data is not None else _not_found(request.path)
+
+
+def new_bucket_routes() -> Routes:
+    """A Cloud Storage bucket that does not exist yet: the client checks a pipeline root's
+    bucket before it submits a pipeline job, creates it and grants the service account access."""
+    bucket = r"/storage/v1/b/(?P<bucket>[^/]+)"
+    return {
+        ("GET", bucket): lambda r, m: (404, {"error": {"code": 404, "message": "no bucket"}}),
+        ("POST", r"/storage/v1/b"): lambda r, m: (200, {**r.body, "projectNumber": "123"}),
+        ("GET", bucket + "/iam"): lambda r, m: (200, {"bindings": [], "etag": "CAE="}),
+        ("PUT", bucket + "/iam"): lambda r, m: (200, r.body),
+    }
 
 
 def _matches(model: dict[str, Any], filter_text: str) -> bool:

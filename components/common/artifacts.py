@@ -7,6 +7,7 @@ component reads what an earlier one wrote (as `model_io` is for the model's serv
                   training_curves.png
   evaluation/     evaluate: metrics.json, blessing.json, roc.png, pr.png, calibration.png
   pushed/         push: pushed.json
+  predictions/    batch_predict: predictions.parquet, metrics.json
 
 Every reader names the file and the component that writes it when the file is missing or
 unreadable, so a miswired pipeline says which step's output it lacks.
@@ -47,6 +48,9 @@ PR_PLOT_FILE = "pr.png"
 CALIBRATION_PLOT_FILE = "calibration.png"
 # pushed/, written by push
 PUSHED_FILE = "pushed.json"
+# predictions/, written by batch_predict
+PREDICTIONS_FILE = "predictions.parquet"
+BATCH_METRICS_FILE = "metrics.json"
 
 Record = TypeVar("Record")
 

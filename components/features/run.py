@@ -78,7 +78,7 @@ def run(
     _require(feature_service=feature_service, label_column=label_column)
     store = open_store(feature_repo)
     service = resolve_service(store, feature_service, full_feature_names)
-    engine = _choose_engine(engine, service, point_in_time)
+    engine = choose_engine(engine, service, point_in_time)
     # Hashing the definitions and sources (for cache revalidation) releases the GIL: it runs
     # while the entity rows are read and joined.
     hashing = ThreadPoolExecutor(max_workers=1)
@@ -88,19 +88,9 @@ def run(
     table, outside = select_window(
         table, event_timestamp_column, rows_from, rows_until, str(entity_rows)
     )
-    if engine == "duckdb":
-        result, without_history = build_training_set(
-            table, service, event_timestamp_column, point_in_time
-        )
-    else:
-        result, without_history = feast_offline_store_join(
-            store, table, feature_service, full_feature_names
-        )
-    if result.num_rows != table.num_rows:  # the one invariant this component exists for
-        raise RuntimeError(f"bug: {table.num_rows} entity rows in, {result.num_rows} out")
-    absent = [c for c in service.feature_columns if c not in result.column_names]
-    if absent:  # both engines must name the service's features the same way
-        raise RuntimeError(f"bug: the {engine} engine did not produce {', '.join(absent)}")
+    result, without_history = join_features(
+        store, service, table, engine, event_timestamp_column, point_in_time
+    )
 
     out_dir = Path(training_set)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +156,37 @@ def _files_read(store: object, service: ResolvedService, engine: str) -> dict[st
     return {path: content_hash(path) for path in paths}
 
 
-def _choose_engine(engine: str, service: ResolvedService, point_in_time: str) -> str:
+def join_features(
+    store: object,
+    service: ResolvedService,
+    table: pa.Table,
+    engine: str,
+    event_timestamp_column: str,
+    point_in_time: str,
+    connection: object = None,
+) -> tuple[pa.Table, dict[str, int]]:
+    """Entity rows (checked by `prepare_entity_rows`) with the service's features as they were
+    known at each row's time, on-demand ones included: every row once, in input order. Also
+    per view, the rows that found no history. `engine` as `choose_engine` returns it;
+    `connection`: a DuckDB connection to reuse (duckdb engine), e.g. across chunks."""
+    if engine == "duckdb":
+        result, without_history = build_training_set(
+            table, service, event_timestamp_column, point_in_time, connection
+        )
+    else:
+        result, without_history = feast_offline_store_join(
+            store, table, service.name, service.full_feature_names
+        )
+    if result.num_rows != table.num_rows:  # the one invariant this join exists for
+        raise RuntimeError(f"bug: {table.num_rows} entity rows in, {result.num_rows} out")
+    absent = [c for c in service.feature_columns if c not in result.column_names]
+    if absent:  # both engines must name the service's features the same way
+        raise RuntimeError(f"bug: the {engine} engine did not produce {', '.join(absent)}")
+    return result, without_history
+
+
+def choose_engine(engine: str, service: ResolvedService, point_in_time: str) -> str:
+    """auto/duckdb/feast -> the join engine that can serve this service and semantics."""
     if engine == "auto":
         engine = "duckdb" if service.file_sources_only else "feast"
     if engine not in ("duckdb", "feast"):
@@ -238,19 +258,38 @@ def load_entity_rows(
         table = pq.read_table(path)
     except Exception as error:  # pyarrow raises several types for unreadable files
         raise InputDataError(f"{path}: not a readable Parquet file ({error})") from error
-    required = [*service.join_keys, event_timestamp_column, label_column, *service.request_fields]
+    required = entity_row_columns(service, event_timestamp_column, label_column)
     require_columns(table, required, str(path))
     if table.num_rows == 0:
         raise InputDataError(f"{path}: no entity rows; a training set needs at least one")
-    check_integer_keys(table, service.join_keys, str(path))
+    return prepare_entity_rows(table, service, event_timestamp_column, str(path))
+
+
+def entity_row_columns(
+    service: ResolvedService, event_timestamp_column: str, *others: str
+) -> list[str]:
+    """The columns entity rows must have: keys, time, `others` (a label), request fields."""
+    return [*service.join_keys, event_timestamp_column, *others, *service.request_fields]
+
+
+def prepare_entity_rows(
+    table: pa.Table, service: ResolvedService, event_timestamp_column: str, source: str
+) -> pa.Table:
+    """Entity rows (with the `entity_row_columns`) checked and ready for `join_features`:
+    integer keys without nulls, the time as a UTC microsecond timestamp."""
+    check_integer_keys(table, service.join_keys, source)
     # Input metadata (e.g. pandas' record of the original time zone) would misdescribe the
     # normalized columns in the output.
     table = table.replace_schema_metadata(None)
-    return normalize_timestamps(table, event_timestamp_column, str(path))
+    return normalize_timestamps(table, event_timestamp_column, source)
 
 
 def build_training_set(
-    table: pa.Table, service: ResolvedService, event_timestamp_column: str, point_in_time: str
+    table: pa.Table,
+    service: ResolvedService,
+    event_timestamp_column: str,
+    point_in_time: str,
+    connection: object = None,
 ) -> tuple[pa.Table, dict[str, int]]:
     """Join features (DuckDB point-in-time join), then apply the on-demand views.
 
@@ -261,7 +300,12 @@ def build_training_set(
     from components.features.pit_join import history_flag, point_in_time_join
 
     result = point_in_time_join(
-        table, service.views, event_timestamp_column, point_in_time, flag_history=True
+        table,
+        service.views,
+        event_timestamp_column,
+        point_in_time,
+        connection=connection,
+        flag_history=True,
     )
     without_history = {}
     for view in service.views:

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from components.errors import GateFailed, InputDataError
+from components.errors import ConfigurationError, GateFailed, InputDataError
+
+CHAMPION = "champion"  # the alias evaluate judges against and push moves
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class ChampionRegistry(Protocol):
     def current_champion(self) -> ChampionRef | None: ...
 
     def champion_files(self, champion: ChampionRef, scratch: str | Path) -> Path: ...
+
+    def version_ref(self, version: str) -> ChampionRef: ...
 
 
 def identity(registry: ChampionRegistry) -> dict[str, str]:
@@ -51,6 +55,19 @@ def open_registry(
     from components.push.registry import Registry
 
     return Registry(tracking_uri, model_name)
+
+
+def resolve_version(registry: ChampionRegistry, version: str) -> ChampionRef:
+    """A version by its number, or the current champion for "champion"; its files are at
+    `registry.champion_files(ref, scratch)`."""
+    if version != CHAMPION:
+        return registry.version_ref(version)
+    champion = registry.current_champion()
+    if champion is None:
+        raise ConfigurationError(
+            f"model {registry.name!r} has no champion in {registry.uri}; name a version"
+        )
+    return champion
 
 
 def describe(version: str | None) -> str:

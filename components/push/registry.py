@@ -102,6 +102,15 @@ class Registry:
     def champion_files(self, champion: ChampionRef, scratch: str | Path) -> Path:
         return self._files_at(champion.location, scratch)
 
+    def version_ref(self, version: str) -> ChampionRef:
+        """A complete version by number (an incomplete one may lack files)."""
+        found = self._version(version)
+        if not is_complete(found):
+            raise ConfigurationError(
+                f"{self.name} v{version} is not marked complete (an interrupted push?)"
+            )
+        return ChampionRef(str(found.version), found.tags.get(HASH_TAG), found.source)
+
     def versions(self) -> list[ModelVersion]:
         if self._registered_model() is None:
             return []

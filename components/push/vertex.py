@@ -116,6 +116,14 @@ class VertexRegistry:
             )
         return out
 
+    def version_ref(self, version: str) -> ChampionRef:
+        """A version of this model by its version id (or alias)."""
+        parent = self.lineage()
+        found = None if parent is None else self._version_of(parent, version)
+        if found is None:
+            raise ConfigurationError(f"{self.uri}: model {self.name!r} has no version {version}")
+        return found
+
     def publish(self, target: VertexModelUpload, digest: str, expected: str | None) -> Uploaded:
         """Upload a new version and make it the champion, only if the champion is still
         `expected`; GateFailed, champion unchanged, otherwise."""
@@ -151,11 +159,14 @@ class VertexRegistry:
         return Uploaded(model.resource_name, str(model.version_id), parent, previous, False)
 
     def _champion_of(self, model: str) -> ChampionRef | None:
+        return self._version_of(model, CHAMPION)
+
+    def _version_of(self, model: str, version: str) -> ChampionRef | None:
         from google.api_core.exceptions import NotFound
         from google.cloud import aiplatform
 
         try:
-            found = aiplatform.Model(model_name=model, version=CHAMPION)
+            found = aiplatform.Model(model_name=model, version=version)
         except NotFound:
             return None
         labels = dict(found.labels or {})

@@ -116,6 +116,18 @@ def test_every_component_runs_from_the_image_environment(image_env, workspace, t
             "--tracking-uri",
             str(tmp_path / "mlflow.db"),
         ],
+        "batch_predict": [  # the champion push just made, scored over the same rows
+            "--entity-rows",
+            str(workspace.sources / "transactions.parquet"),
+            "--predictions",
+            str(work / "predictions"),
+            "--model-name",
+            MODEL_NAME,
+            "--tracking-uri",
+            str(tmp_path / "mlflow.db"),
+            "--feature-repo",
+            str(workspace.repo),
+        ],
     }
     assert set(component_names()) == set(steps)
     for name, args in steps.items():
@@ -134,6 +146,7 @@ def test_every_component_runs_from_the_image_environment(image_env, workspace, t
                 "train": "model",
                 "evaluate": "evaluation",
                 "push": "pushed",
+                "batch_predict": "predictions",
             }[name]
         )
         manifest = json.loads((out_dir / "run_manifest.json").read_text())

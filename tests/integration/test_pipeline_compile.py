@@ -11,7 +11,7 @@ import yaml
 
 from components.errors import ConfigurationError
 from components.image import component_image
-from components.registry import component_names
+from components.registry import PIPELINE_ORDER
 from pipelines.compile import compile_pipeline
 from pipelines.kfp_components import component_source
 from pipelines.profile import load_profile
@@ -65,7 +65,7 @@ def test_every_task_runs_the_versioned_project_image(compiled):
     executors = spec["deploymentSpec"]["executors"]
     images = {e["container"]["image"] for e in executors.values() if "container" in e}
     assert images == {component_image()}
-    assert set(component_names()) <= set(_all_tasks(spec))
+    assert set(PIPELINE_ORDER) <= set(_all_tasks(spec))  # batch_predict is not a step
     # the install step of a lightweight component is off: the image already holds kfp
     for executor in executors.values():
         if "container" in executor:
@@ -85,7 +85,7 @@ def test_kfp_caching_is_off_for_every_component(compiled):
     # KFP keys its cache on input artifact identity; features writes a new artifact every
     # run, so a cached validate/train could never hit. Reuse is Portside's content cache.
     tasks = _all_tasks(_spec(compiled))
-    for name in component_names():
+    for name in PIPELINE_ORDER:
         assert tasks[name]["cachingOptions"] == {}, name
 
 
@@ -104,7 +104,7 @@ def test_the_production_profile_is_compiled_in(compiled):
         "europe-west4",
     )
     executors = spec["deploymentSpec"]["executors"]
-    for name in component_names():
+    for name in PIPELINE_ORDER:
         env = {e["name"]: e["value"] for e in executors[f"exec-{name}"]["container"]["env"]}
         assert env["FEAST_REGISTRY_URL"].startswith("postgresql+psycopg://"), name
         assert env["FEAST_REDIS_CONNECTION"] == "10.10.0.4:6379", name

@@ -210,7 +210,7 @@ def test_compile_refuses_a_container_local_registry(tmp_path):
 def test_the_source_location_is_compiled_onto_every_task(tmp_path):
     import yaml
 
-    from components.registry import component_names
+    from components.registry import PIPELINE_ORDER
     from pipelines.compile import compile_pipeline
     from pipelines.profile import load_profile
 
@@ -218,7 +218,7 @@ def test_the_source_location_is_compiled_onto_every_task(tmp_path):
     assert profile.feast.sources == "bigquery://proj.feast"
     spec = yaml.safe_load(compile_pipeline(tmp_path / "training.yaml", profile).read_text())
     executors = spec["deploymentSpec"]["executors"]
-    for name in component_names():
+    for name in PIPELINE_ORDER:
         env = {e["name"]: e["value"] for e in executors[f"exec-{name}"]["container"]["env"]}
         assert env["PORTSIDE_FEATURE_SOURCES"] == "bigquery://proj.feast", name
 

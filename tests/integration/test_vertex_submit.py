@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from vertex_loopback import LOCATION, Loopback
+from vertex_loopback import LOCATION, Loopback, new_bucket_routes
 
 from components.errors import ConfigurationError, PortsideError
 from pipelines.vertex import VertexTarget, parse_labels, schedule, submit
@@ -31,23 +31,12 @@ def _created_schedule(request, match):
     return 200, {**request.body, "name": name, "state": "ACTIVE"}
 
 
-def _storage_routes():
-    """A bucket that does not exist yet: the client creates it and grants access."""
-    bucket = r"/storage/v1/b/(?P<bucket>[^/]+)"
-    return {
-        ("GET", bucket): lambda r, m: (404, {"error": {"code": 404, "message": "no bucket"}}),
-        ("POST", r"/storage/v1/b"): lambda r, m: (200, {**r.body, "projectNumber": "123"}),
-        ("GET", bucket + "/iam"): lambda r, m: (200, {"bindings": [], "etag": "CAE="}),
-        ("PUT", bucket + "/iam"): lambda r, m: (200, r.body),
-    }
-
-
 @pytest.fixture
 def vertex(monkeypatch):
     routes = {
         ("POST", LOCATION + r"/pipelineJobs"): _created_job,
         ("POST", LOCATION + r"/schedules"): _created_schedule,
-        **_storage_routes(),
+        **new_bucket_routes(),
     }
     with Loopback(routes) as server:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
@@ -182,7 +171,7 @@ def test_service_errors_become_clear_messages(template, monkeypatch):
             }
         }
 
-    with Loopback({("POST", LOCATION + r"/pipelineJobs"): forbidden, **_storage_routes()}) as s:
+    with Loopback({("POST", LOCATION + r"/pipelineJobs"): forbidden, **new_bucket_routes()}) as s:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", s.url)
         with pytest.raises(PortsideError) as error:
             submit(_target(s), template, {}, "x", credentials=_credentials())
