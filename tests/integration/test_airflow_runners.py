@@ -34,8 +34,8 @@ if __name__ != "__main__":
     import yaml
     from airflow_env import DB_FILE, airflow_environment, make_airflow_home
     from conftest import ROOT, run_command
-    from test_vertex_submit import _created_job, _storage_routes
-    from vertex_loopback import LOCATION, Loopback
+    from test_vertex_submit import _created_job
+    from vertex_loopback import LOCATION, Loopback, new_bucket_routes
 
     from components.image import component_image
 
@@ -589,7 +589,7 @@ def test_vertex_mode_submits_the_compiled_pipeline_and_waits_deferred(
 
     profile = load_profile(PROFILE, environ={})
     jobs = PipelineJobs(["PIPELINE_STATE_RUNNING", "PIPELINE_STATE_SUCCEEDED"])
-    with Loopback({**jobs.routes(), **_storage_routes()}) as server:
+    with Loopback({**jobs.routes(), **new_bucket_routes()}) as server:
         result, output = _dag_run(
             airflow_db,
             tmp_path,
@@ -664,7 +664,7 @@ def test_a_failed_vertex_job_fails_the_task(airflow_db, tmp_path, google_credent
     dag_file = dags / "vertex_failure.py"
     dag_file.write_text(FAILING_VERTEX_DAG)
     jobs = PipelineJobs(["PIPELINE_STATE_FAILED"], error="validate: GateFailed: 3 expectations")
-    with Loopback({**jobs.routes(), **_storage_routes()}) as server:
+    with Loopback({**jobs.routes(), **new_bucket_routes()}) as server:
         result, output = _dag_run(
             airflow_db,
             tmp_path,
