@@ -17,13 +17,11 @@ smallest (memory bounded by the chunk, not the file).
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    FEATURE_SERVICE,
     LABEL,
     WORK,
     count,
@@ -36,6 +34,7 @@ from bench.common import (
     seconds,
     table,
     timed,
+    train_champion,
     warm_feast,
 )
 from bench.feature_retrieval import entity_rows
@@ -67,7 +66,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     tracking_uri = work / "mlflow.db"
     print("training and registering a model ...", flush=True)
     training_rows = entity_rows(sources, QUICK_TRAIN_ROWS if quick else TRAIN_ROWS)
-    _register_model(repo, training_rows, work / "model", tracking_uri)
+    train_champion(repo, training_rows, work / "model", tracking_uri, MODEL_NAME, OUTPUT, 1)
     chunk_rows = QUICK_CHUNK_ROWS if quick else CHUNK_ROWS
     cases = []
     for n in QUICK_SIZES if quick else SIZES:
@@ -86,28 +85,6 @@ def run(quick: bool = False) -> dict[str, Any]:
         "tables": [text],
         "failed": sum("error" in c for c in cases),
     }
-
-
-def _register_model(repo: Path, rows: Path, root: Path, tracking_uri: Path) -> None:
-    """features -> train (1 epoch) -> registered as version 1, the champion."""
-    from components.features.run import run as build_training_set
-    from components.lineage import content_hash
-    from components.push.registry import Registry
-    from components.train.run import run as train
-
-    training_set, validation, model = root / "training_set", root / "validation", root / "model"
-    build_training_set(str(rows), str(training_set), FEATURE_SERVICE, LABEL, feature_repo=str(repo))
-    validation.mkdir()
-    (validation / "summary.json").write_text(json.dumps({"passed": True}))
-    train(
-        str(training_set),
-        str(validation),
-        str(model),
-        epochs=1,
-        output_name=OUTPUT,
-        tracking_uri=str(tracking_uri),
-    )
-    Registry(str(tracking_uri), MODEL_NAME).publish(model, content_hash(model), None)
 
 
 def _measure(case: dict[str, Any], work: Path) -> dict[str, Any]:

@@ -157,6 +157,34 @@ def feature_workspace(
 # --- measurement ---------------------------------------------------------------------------
 
 
+def train_champion(
+    repo: Path,
+    entity_rows: Path,
+    root: Path,
+    tracking_uri: Path,
+    model_name: str,
+    output: str,
+    epochs: int,
+) -> None:
+    """A model for the serving and scoring benchmarks, in this process: features -> train ->
+    registered in the MLflow registry at `tracking_uri` as `model_name`'s champion (no
+    validation or evaluation: these benchmarks measure serving, not the gates)."""
+    from components.features.run import run as build_training_set
+    from components.lineage import content_hash
+    from components.push.registry import Registry
+    from components.train.run import run as train
+
+    training_set, validation, model = root / "training_set", root / "validation", root / "model"
+    build_training_set(
+        str(entity_rows), str(training_set), FEATURE_SERVICE, LABEL, feature_repo=str(repo)
+    )
+    validation.mkdir(parents=True)
+    (validation / "summary.json").write_text(json.dumps({"passed": True}))
+    train(str(training_set), str(validation), str(model), epochs=epochs, output_name=output,
+          tracking_uri=str(tracking_uri))  # fmt: skip
+    Registry(str(tracking_uri), model_name).publish(model, content_hash(model), None)
+
+
 def measure(module: str, label: str, case: dict[str, Any]) -> dict[str, Any]:
     """Run one case in its own process; return the child's result with its peak RSS.
 

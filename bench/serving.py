@@ -30,19 +30,20 @@ from typing import Any
 from bench.common import (
     BIN,
     FEATURE_SERVICE,
-    LABEL,
     LOGS,
     WORK,
     dataset,
     feature_workspace,
     ratio,
     table,
+    train_champion,
 )
 
 NAME = "serving"
 DATA = {"transactions": 200_000, "users": 3_000}
 QUICK_DATA = {"transactions": 20_000, "users": 400}
 MODEL_NAME = "fraud_model"
+OUTPUT = "fraud_probability"
 REQUEST_FIELDS = {"amount": 250.0, "merchant_category": "electronics"}
 ENTITIES_PER_REQUEST = (1, 100)
 CONCURRENCY = 4
@@ -72,7 +73,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         _materialize(repo, end)
     tracking_uri = work / "mlflow.db"
     print("training a champion ...", flush=True)
-    _train_champion(repos["sqlite"], sources, work / "model", tracking_uri)
+    transactions = sources / "transactions.parquet"
+    train_champion(
+        repos["sqlite"], transactions, work / "model", tracking_uri, MODEL_NAME, OUTPUT, 2
+    )
     users = _users(sources)
     cases = []
     try:
@@ -99,34 +103,6 @@ def _materialize(repo: Path, end: datetime) -> None:
     from components.features.materialize import materialize
 
     materialize(repo, end - timedelta(days=400), end + timedelta(hours=1), progress=False)
-
-
-def _train_champion(repo: Path, sources: Path, root: Path, tracking_uri: Path) -> None:
-    """features -> train -> evaluate -> push, in this process, on the sources' transactions."""
-    from components.evaluate.run import run as evaluate
-    from components.features.run import run as build_training_set
-    from components.push.run import run as push
-    from components.train.run import run as train
-
-    root.mkdir(parents=True, exist_ok=True)
-    training_set = root / "training_set"
-    build_training_set(
-        str(sources / "transactions.parquet"),
-        str(training_set),
-        FEATURE_SERVICE,
-        LABEL,
-        feature_repo=str(repo),
-    )
-    validation = root / "validation"
-    validation.mkdir()
-    (validation / "summary.json").write_text(json.dumps({"passed": True}))
-    args = (str(training_set), str(validation))
-    train(*args, str(root / "model"), epochs=2, output_name="fraud_probability",
-          tracking_uri=str(tracking_uri))  # fmt: skip
-    evaluate(str(root / "model"), *args, str(root / "evaluation"), MODEL_NAME,
-             min_roc_auc=0.0, min_pr_auc=0.0, tracking_uri=str(tracking_uri))  # fmt: skip
-    push(str(root / "model"), str(root / "evaluation"), str(root / "pushed"),
-         model_name=MODEL_NAME, tracking_uri=str(tracking_uri))  # fmt: skip
 
 
 def _users(sources: Path) -> list[int]:

@@ -247,7 +247,7 @@ class _Scorer:
             self.point_in_time,
             self.connection,
         )
-        scores = self.model.predict(joined.select(self.model.spec.columns).to_pandas())
+        scores = self.model.predict(joined)
         *entity, output, version = self.columns
         scored = chunk.select(entity).replace_schema_metadata(None)
         scored = scored.append_column(output, pa.array(scores, pa.float32()))

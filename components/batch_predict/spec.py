@@ -1,3 +1,4 @@
+from components.features.spec import FEATURE_REPO, JOIN_PARAMETERS
 from components.push.spec import REGISTRY_PARAMETERS
 from components.spec import Artifact, ComponentSpec, Parameter
 
@@ -27,13 +28,7 @@ SPEC = ComponentSpec(
     parameters=(
         *REGISTRY_PARAMETERS,
         Parameter("model_version", str, "champion", "Registry version to score with, or champion."),
-        Parameter(
-            "feature_repo",
-            str,
-            "feature_repo",
-            "Path of the Feast repo (feature_store.yaml).",
-            resolve="os.path:abspath",
-        ),
+        FEATURE_REPO,
         Parameter(
             "feature_service",
             str,
@@ -46,22 +41,7 @@ SPEC = ComponentSpec(
             "",
             "Entity rows' time column; empty: the model's training timestamp column.",
         ),
-        Parameter(
-            "point_in_time",
-            str,
-            "as_known",
-            "as_known: a feature row counts only once created (landed); feast: Feast's default.",
-            choices=("as_known", "feast"),
-        ),
-        Parameter("full_feature_names", bool, False, "Prefix features with their view name."),
-        Parameter(
-            "engine",
-            str,
-            "auto",
-            "duckdb: Portside's join over Parquet sources; feast: the repo's offline store; "
-            "auto: duckdb when all sources are Parquet.",
-            choices=("auto", "duckdb", "feast"),
-        ),
+        *JOIN_PARAMETERS,
         Parameter("chunk_rows", int, 100_000, "Entity rows joined and scored at a time."),
         Parameter(
             "keep_columns",

@@ -1,5 +1,35 @@
 from components.spec import REQUIRED, Artifact, ComponentSpec, Parameter
 
+# Where the features come from and how they are joined: batch_predict joins the same way,
+# so it takes these, declared once.
+FEATURE_REPO = Parameter(
+    "feature_repo",
+    str,
+    "feature_repo",
+    "Path of the Feast repo (feature_store.yaml).",
+    # a relative path names another repo from another working directory
+    resolve="os.path:abspath",
+)
+JOIN_PARAMETERS = (
+    Parameter(
+        "point_in_time",
+        str,
+        "as_known",
+        "as_known: a feature row counts only once created (landed); "
+        "feast: Feast's default, created time only breaks ties (backfills leak).",
+        choices=("as_known", "feast"),
+    ),
+    Parameter("full_feature_names", bool, False, "Prefix features with their view name."),
+    Parameter(
+        "engine",
+        str,
+        "auto",
+        "duckdb: Portside's join over Parquet sources; feast: the repo's offline store "
+        "(e.g. BigQuery, Feast semantics); auto: duckdb when all sources are Parquet.",
+        choices=("auto", "duckdb", "feast"),
+    ),
+)
+
 SPEC = ComponentSpec(
     name="features",
     doc=(
@@ -25,14 +55,7 @@ SPEC = ComponentSpec(
     ),
     parameters=(
         Parameter("feature_service", str, REQUIRED, "Feast FeatureService to join."),
-        Parameter(
-            "feature_repo",
-            str,
-            "feature_repo",
-            "Path of the Feast repo (feature_store.yaml).",
-            # a relative path names another repo from another working directory
-            resolve="os.path:abspath",
-        ),
+        FEATURE_REPO,
         Parameter("event_timestamp_column", str, "event_timestamp", "Entity rows' time column."),
         Parameter("label_column", str, REQUIRED, "Label column of the entity rows."),
         # A scheduled run trains on its own data interval, so a re-run or backfill of a past
@@ -49,22 +72,6 @@ SPEC = ComponentSpec(
             "",
             "ISO time: use only entity rows before it (naive means UTC); empty: no bound.",
         ),
-        Parameter(
-            "point_in_time",
-            str,
-            "as_known",
-            "as_known: a feature row counts only once created (landed); "
-            "feast: Feast's default, created time only breaks ties (backfills leak).",
-            choices=("as_known", "feast"),
-        ),
-        Parameter("full_feature_names", bool, False, "Prefix features with their view name."),
-        Parameter(
-            "engine",
-            str,
-            "auto",
-            "duckdb: Portside's join over Parquet sources; feast: the repo's offline store "
-            "(e.g. BigQuery, Feast semantics); auto: duckdb when all sources are Parquet.",
-            choices=("auto", "duckdb", "feast"),
-        ),
+        *JOIN_PARAMETERS,
     ),
 )
