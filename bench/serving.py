@@ -16,12 +16,9 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -38,6 +35,7 @@ from bench.common import (
     table,
     train_champion,
 )
+from pipelines.local_server import LocalServer, ServerNotReady, free_port
 
 NAME = "serving"
 DATA = {"transactions": 200_000, "users": 3_000}
@@ -112,52 +110,25 @@ def _users(sources: Path) -> list[int]:
     return sorted({int(u) for u in profiles.column("user_id").to_pylist()})
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _start(engine: str, repo: Path, tracking_uri: Path, log: Path) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+def _start(engine: str, repo: Path, tracking_uri: Path, log: Path) -> LocalServer:
+    port = free_port()
     if engine == "feast serve":
         command = [str(BIN / "feast"), "serve", "--host", "127.0.0.1", "--port", str(port)]
         command += ["--workers", "1", "--max-requests", "0", "--no-access-log"]
-        cwd, ready = repo, "/health"
+        cwd = repo
     else:
         command = [sys.executable, "-m", "components", "serve", "--port", str(port)]
         command += ["--feature-repo", str(repo), "--model-name", MODEL_NAME]
         command += ["--tracking-uri", str(tracking_uri), "--no-access-log"]
-        cwd, ready = Path(__file__).resolve().parents[1], "/health"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{engine} exited {process.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready}", timeout=5) as answer:
-                if answer.status == 200:
-                    return process, port
-        except OSError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise RuntimeError(f"{engine} not ready in {START_TIMEOUT_S:.0f} s; see {log}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        cwd = Path(__file__).resolve().parents[1]
+    log.unlink(missing_ok=True)
+    server = LocalServer.start(command, port, log, cwd=cwd, own_session=True)
+    try:
+        server.wait_ready("/health", START_TIMEOUT_S)
+    except ServerNotReady:
+        server.stop()
+        raise
+    return server
 
 
 def _body(engine: str, users: list[int], n: int, offset: int) -> bytes:
@@ -260,12 +231,12 @@ def _measure(
     case: dict[str, Any] = {"engine": engine, "store": store, "entities": n, "log": str(log)}
     print(f"  {label} ...", end=" ", flush=True)
     try:
-        process, port = _start(engine, repo, tracking_uri, log)
+        server = _start(engine, repo, tracking_uri, log)
         try:
-            case |= _load(engine, port, users, n, QUICK_DURATION_S if quick else DURATION_S)
+            case |= _load(engine, server.port, users, n, QUICK_DURATION_S if quick else DURATION_S)
         finally:
-            _stop(process)
-    except RuntimeError as error:
+            server.stop()
+    except ServerNotReady as error:
         case["error"] = str(error)
         print(f"failed: {error}", flush=True)
         return case

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import ConfigurationError
+from components.push.champion import CHAMPION
 
 SERVER_START_TIMEOUT_S = 180.0
 
@@ -63,19 +61,17 @@ def _serve(args: argparse.Namespace) -> int:
     if args.demo:
         return _serve_demo(args)
     settings = settings_from_args(args)
+    served = "the champion" if settings.model_version == CHAMPION else f"v{settings.model_version}"
+    if settings.challenger_version:
+        share = "in shadow" if settings.shadow else f"on {settings.canary_percent:g}% canary"
+        served += f" (challenger v{settings.challenger_version} {share})"
     print(
-        f"serving the champion of {settings.model_name} on http://{settings.host}:{settings.port}"
+        f"serving {served} of {settings.model_name} on http://{settings.host}:{settings.port}"
         f" (Vertex AI: POST {settings.predict_route}; OIP v2: POST "
         f"/v2/models/{settings.model_name}/infer; /metrics); Ctrl-C stops it",
         flush=True,
     )
     return serve(settings, args.graceful_shutdown_s, not args.no_access_log)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -89,40 +85,29 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
         raise ConfigurationError(f"POST {url}: {error.code} {error.read().decode()}") from None
 
 
-def _wait_ready(url: str, server: subprocess.Popen, log: Path) -> dict[str, Any]:
-    """The server's health answer once it serves a champion."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise ConfigurationError(f"the server exited ({server.returncode}); its log: {log}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=5) as response:
-                return json.load(response)
-        except urllib.error.HTTPError as error:  # 503: up, but no champion
-            reason = json.loads(error.read() or b"{}").get("reason", "")
-            if "no champion" in reason:
-                raise ConfigurationError(f"{reason}; `portside run --local` makes one") from None
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise ConfigurationError(f"the server was not ready in {SERVER_START_TIMEOUT_S:.0f} s: {log}")
+def _no_champion(status: int, body: bytes) -> str | None:
+    """Stop waiting on a 503 for want of a champion: only a training run makes one."""
+    reason = json.loads(body or b"{}").get("reason", "") if status == 503 else ""
+    return f"{reason}; `portside run --local` makes one" if "no champion" in reason else None
 
 
 def _serve_demo(args: argparse.Namespace) -> int:
     """Start `python -m components serve` (what the image runs), ask it through both
     protocols, print the answers, stop it with SIGTERM as Kubernetes would."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    from pipelines.local_server import LocalServer, free_port
+
+    port = free_port()
     log = Path("data") / "serve" / "demo_server.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
     command = [sys.executable, "-m", "components", "serve", "--port", str(port)]
     command += ["--feature-repo", args.feature_repo, "--model-name", args.model_name]
     command += ["--tracking-uri", args.tracking_uri, "--prediction-log", args.prediction_log]
     started = time.monotonic()
-    with log.open("w") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    server = LocalServer.start(command, port, log)
+    url = server.url
     try:
-        version = _wait_ready(url, server, log)["model_version"]
+        health = server.wait_ready("/health", SERVER_START_TIMEOUT_S, _no_champion)
+        version = json.loads(health)["model_version"]
         ready_s = time.monotonic() - started
         print(f"serving {args.model_name} v{version} on {url} (ready in {ready_s:.1f} s)")
         rows = [
@@ -147,11 +132,7 @@ def _serve_demo(args: argparse.Namespace) -> int:
         scores = ", ".join(f"{v:.4f}" for v in answer["outputs"][0]["data"])
         print(f"  OIP v2     POST {infer}: v{answer['model_version']} {output} {scores}")
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        server.stop()
     print(f"stopped the server (SIGTERM); its log: {log}")
     from components.common.tracking import resolve_tracking_uri
 

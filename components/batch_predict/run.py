@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from components.common.artifacts import BATCH_METRICS_FILE, PREDICTIONS_FILE
-from components.errors import ConfigurationError, InputDataError
+from components.errors import ConfigurationError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -197,22 +197,11 @@ def _open_entity_rows(
     path: Path, service: ResolvedService, timestamp: str, kept: list[str]
 ) -> pq.ParquetFile:
     """The entity rows file, opened (not read), its columns and row count checked."""
-    import pyarrow.parquet as pq
-
-    from components.features.entity_rows import require_columns
+    from components.features.entity_rows import open_entity_rows
     from components.features.run import entity_row_columns
 
-    if not path.is_file():
-        raise InputDataError(f"{path}: entity rows file not found")
-    try:
-        rows = pq.ParquetFile(path)
-    except Exception as error:  # pyarrow raises several types for unreadable files
-        raise InputDataError(f"{path}: not a readable Parquet file ({error})") from error
     required = [*entity_row_columns(service, timestamp), *kept]
-    require_columns(rows.schema_arrow.empty_table(), required, str(path))
-    if rows.metadata.num_rows == 0:
-        raise InputDataError(f"{path}: no entity rows; nothing to score")
-    return rows
+    return open_entity_rows(path, required, "nothing to score")
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,31 @@ Every problem is an `InputDataError` naming the file and the column; nothing is 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from components.errors import ConfigurationError, InputDataError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.parquet as pq
+
+
+def open_entity_rows(path: Path, columns: list[str], why_rows: str) -> pq.ParquetFile:
+    """The entity rows file, opened (not read): it exists, is Parquet, has `columns` and at
+    least one row (`why_rows` says why one is needed)."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise InputDataError(f"{path}: entity rows file not found")
+    try:
+        rows = pq.ParquetFile(path)
+    except Exception as error:  # pyarrow raises several types for unreadable files
+        raise InputDataError(f"{path}: not a readable Parquet file ({error})") from error
+    require_columns(rows.schema_arrow.empty_table(), columns, str(path))
+    if rows.metadata.num_rows == 0:
+        raise InputDataError(f"{path}: no entity rows; {why_rows}")
+    return rows
 
 
 def require_columns(table: pa.Table, columns: list[str], source: str) -> None:

@@ -7,6 +7,7 @@ same function training uses (`apply_on_demand`), so serving sees what training s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,15 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
     from components.features.feast_repo import ResolvedService
+
+
+@dataclass(frozen=True)
+class OnlineRead:
+    """What one lookup read: the rows with their features, and per feature view the age in
+    seconds of each row's online values (None: the store holds no row for that entity)."""
+
+    table: pa.Table
+    ages_s: dict[str, list[float | None]]
 
 
 class OnlineLookup:
@@ -55,6 +65,10 @@ class OnlineLookup:
 
     def lookup_table(self, rows: list[dict[str, Any]], now: datetime | None = None) -> pa.Table:
         """`lookup` as an Arrow table (what a server scores, without a pandas round trip)."""
+        return self.read(rows, now).table
+
+    def read(self, rows: list[dict[str, Any]], now: datetime | None = None) -> OnlineRead:
+        """`lookup_table` and the age of the online values it read (a server's metric)."""
         import pyarrow as pa
 
         from components.features.run import apply_on_demand
@@ -62,10 +76,10 @@ class OnlineLookup:
         _check_rows(rows, self.service)
         moment = _utc(now or datetime.now(timezone.utc))
         table = pa.Table.from_pylist(rows)
-        features = _fresh_batch_features(self.store, self.service, rows, moment, self._dtypes)
+        features, ages = _fresh_batch_features(self.store, self.service, rows, moment, self._dtypes)
         for name, column in features.items():
             table = table.append_column(name, column)
-        return apply_on_demand(table, self.service)
+        return OnlineRead(apply_on_demand(table, self.service), ages)
 
 
 def lookup(
@@ -97,14 +111,15 @@ def _fresh_batch_features(
     rows: list[dict[str, Any]],
     now: datetime,
     dtypes: dict[tuple[str, str], Any],
-) -> dict[str, pa.Array]:
-    """Online values of every batch feature, null where older than its view's TTL at `now`."""
+) -> tuple[dict[str, pa.Array], dict[str, list[float | None]]]:
+    """Online values of every batch feature, null where older than its view's TTL at `now`;
+    and per view each row's age at `now` (None where the store has no row)."""
     import pyarrow as pa
     from feast.type_map import feast_value_type_to_pa
 
     refs = [f"{b.view}:{f}" for b in service.batch_features for f in b.features]
     if not refs:
-        return {}
+        return {}, {}
     entities = [{key: row[key] for key in service.join_keys} for row in rows]
     response = store.get_online_features(
         features=refs, entity_rows=entities, full_feature_names=True
@@ -117,9 +132,12 @@ def _fresh_batch_features(
         )
     }
     now_us = (now - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
-    out = {}
+    out, ages = {}, {}
     for batch in service.batch_features:
         oldest = None if batch.ttl is None else now_us - batch.ttl // timedelta(microseconds=1)
+        if batch.features:  # a view's features share their row's timestamp; 0 is "no row"
+            first = stamps[f"{batch.view}__{batch.features[0]}"]
+            ages[batch.view] = [(now_us - ts) / 1e6 if ts else None for ts in first]
         for feature, column in zip(batch.features, batch.columns, strict=True):
             ref = f"{batch.view}__{feature}"
             fresh = [
@@ -128,7 +146,7 @@ def _fresh_batch_features(
             ]
             dtype = feast_value_type_to_pa(dtypes[(batch.view, feature)].to_value_type())
             out[column] = pa.array(fresh, type=dtype)
-    return out
+    return out, ages
 
 
 def _feature_types(store: FeatureStore, service: ResolvedService) -> dict[tuple[str, str], Any]:

@@ -14,7 +14,7 @@ from components.errors import ConfigurationError, InputDataError
 from components.features.entity_rows import (
     check_integer_keys,
     normalize_timestamps,
-    require_columns,
+    open_entity_rows,
     select_window,
 )
 
@@ -250,19 +250,9 @@ def feast_offline_store_join(
 def load_entity_rows(
     path: Path, service: ResolvedService, event_timestamp_column: str, label_column: str
 ) -> pa.Table:
-    import pyarrow.parquet as pq
-
-    if not path.is_file():
-        raise InputDataError(f"{path}: entity rows file not found")
-    try:
-        table = pq.read_table(path)
-    except Exception as error:  # pyarrow raises several types for unreadable files
-        raise InputDataError(f"{path}: not a readable Parquet file ({error})") from error
     required = entity_row_columns(service, event_timestamp_column, label_column)
-    require_columns(table, required, str(path))
-    if table.num_rows == 0:
-        raise InputDataError(f"{path}: no entity rows; a training set needs at least one")
-    return prepare_entity_rows(table, service, event_timestamp_column, str(path))
+    rows = open_entity_rows(path, required, "a training set needs at least one")
+    return prepare_entity_rows(rows.read(), service, event_timestamp_column, str(path))
 
 
 def entity_row_columns(

@@ -1,5 +1,6 @@
 """The HTTP app: the Vertex AI custom-container routes, the Open Inference Protocol v2 routes
-(KServe, Triton clients) and Prometheus metrics, over one `ChampionHolder`.
+(KServe, Triton clients) and Prometheus metrics, over the champion and an optional challenger
+(`Arms`: canary or shadow).
 
 Scoring (an online-store read and the model's signature) is blocking work: it runs in the
 thread pool, so the event loop keeps accepting requests, health checks and metrics.
@@ -14,19 +15,22 @@ import logging
 import math
 import struct
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from components.errors import InputDataError
+from components.serve.arms import CHAMPION_ARM, SHADOW_ARM, Arms, Choice
 from components.serve.batching import Batcher
-from components.serve.champion import ChampionHolder, Loaded
+from components.serve.holder import Loaded, ModelHolder
 from components.serve.prediction_log import PredictionLog
 from components.serve.requests import (
     HEADER_LENGTH,
@@ -45,6 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("portside.serve")
 SERVER_NAME = "portside"
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+# How old the online values a lookup read are: a minute up to a month (materialization lag).
+AGE_BUCKETS = (60, 300, 900, 3600, 6 * 3600, 86400, 2 * 86400, 7 * 86400, 30 * 86400)
 
 
 class Unavailable(Exception):
@@ -61,6 +67,9 @@ class Metrics:
     instances: Any
     model: Any
     store_errors: Any
+    feature_age: Any
+    missing_rows: Any
+    shadow_errors: Any
 
     @classmethod
     def create(cls, prediction_log: PredictionLog | None = None) -> Metrics:
@@ -84,11 +93,13 @@ class Metrics:
                 buckets=LATENCY_BUCKETS,
                 registry=registry,
             ),
-            instances=Counter("portside_instances", "Instances scored", registry=registry),
+            instances=Counter(
+                "portside_instances", "Instances scored, by arm", ["arm"], registry=registry
+            ),
             model=Gauge(
                 "portside_model_version",
-                "1 for the champion version being served",
-                ["model", "version"],
+                "1 for each version being served, by arm (champion, canary, shadow)",
+                ["model", "version", "arm"],
                 registry=registry,
             ),
             store_errors=Counter(
@@ -96,6 +107,50 @@ class Metrics:
                 "Online-store reads that failed",
                 registry=registry,
             ),
+            feature_age=Histogram(
+                "portside_feature_age_seconds",
+                "Age of the online feature values a lookup read, by feature view",
+                ["view"],
+                buckets=AGE_BUCKETS,
+                registry=registry,
+            ),
+            missing_rows=Counter(
+                "portside_feature_rows_missing",
+                "Instances whose entity has no online row, by feature view",
+                ["view"],
+                registry=registry,
+            ),
+            shadow_errors=Counter(
+                "portside_shadow_errors",
+                "Requests the shadow model could not score (never seen by clients)",
+                registry=registry,
+            ),
+        )
+
+    def observe_ages(self, ages_s: dict[str, list[float | None]]) -> None:
+        for view, ages in ages_s.items():
+            found = [age for age in ages if age is not None]
+            histogram = self.feature_age.labels(view)
+            for age in found:
+                histogram.observe(age)
+            if len(found) < len(ages):
+                self.missing_rows.labels(view).inc(len(ages) - len(found))
+
+
+class _BatcherCollector:
+    """How many requests were scored in how many batches (model calls)."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        self.batcher = batcher
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        yield CounterMetricFamily(
+            "portside_batches", "Batches scored (one lookup, one model call)", self.batcher.batches
+        )
+        yield CounterMetricFamily(
+            "portside_batched_requests", "Requests scored in those batches", self.batcher.requests
         )
 
 
@@ -117,15 +172,37 @@ class _PredictionLogCollector:
             yield CounterMetricFamily(f"portside_prediction_log_{name}", doc, value=value)
 
 
-def score(loaded: Loaded, rows: list[dict[str, Any]]) -> tuple[np.ndarray, pa.Table]:
-    """The champion's scores for `rows` and the feature table it scored (blocking)."""
-    try:
-        frame = loaded.lookup.lookup_table(rows)
-    except InputDataError as error:
-        raise RequestError(str(error)) from None
-    except Exception as error:
-        raise Unavailable(f"online store unavailable: {type(error).__name__}: {error}") from None
-    return loaded.model.predict(frame), frame
+def scorer(metrics: Metrics) -> Callable[[Loaded, list[dict[str, Any]]], Any]:
+    def score(loaded: Loaded, rows: list[dict[str, Any]]) -> tuple[np.ndarray, pa.Table]:
+        """The model's scores for `rows` and the feature table it scored (blocking)."""
+        try:
+            read = loaded.lookup.read(rows)
+        except InputDataError as error:
+            raise RequestError(str(error)) from None
+        except Exception as error:
+            raise Unavailable(
+                f"online store unavailable: {type(error).__name__}: {error}"
+            ) from None
+        metrics.observe_ages(read.ages_s)
+        return loaded.model.predict(read.table), read.table
+
+    return score
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A request's answer: the arm and model that scored it, its parsed input, the scores
+    and the feature table they came from."""
+
+    choice: Choice
+    parsed: ScoringRequest
+    scores: np.ndarray
+    frame: pa.Table
+    request_id: str
+
+    @property
+    def loaded(self) -> Loaded:
+        return self.choice.loaded
 
 
 def _json_value(value: Any) -> Any:
@@ -148,25 +225,63 @@ def _features(frame: pa.Table, columns: list[str]) -> list[dict[str, Any]]:
 
 def create_app(
     settings: ServeSettings,
-    holder: ChampionHolder,
+    arms: Arms,
     prediction_log: PredictionLog | None = None,
 ) -> Starlette:
     metrics = Metrics.create(prediction_log)
     batcher = Batcher(
-        score, settings.max_batch_rows, settings.max_batches, individual_errors=(RequestError,)
+        scorer(metrics),
+        settings.max_batch_rows,
+        settings.max_batches,
+        individual_errors=(RequestError,),
     )
+    metrics.registry.register(_BatcherCollector(batcher))
+    holder = arms.champion
 
-    def record(loaded: Loaded, scores: np.ndarray, frame: pa.Table, request_id=None) -> None:
+    def record(arm: str, loaded: Loaded, scores: np.ndarray, frame: pa.Table, request_id: str):
         if prediction_log is not None:  # the instance's fields, then what the model saw
             columns = list(dict.fromkeys([*loaded.field_types, *loaded.feature_columns]))
             features = _features(frame, columns)
-            prediction_log.record(loaded.version, "champion", scores.tolist(), features, request_id)
+            prediction_log.record(loaded.version, arm, scores.tolist(), features, request_id)
 
     def champion() -> Loaded:
         loaded = holder.current
         if loaded is None:
             raise Unavailable(holder.error or "no champion loaded")
         return loaded
+
+    async def scored(parse: Callable[[Loaded], ScoringRequest]) -> Scored:
+        """Parse the request for the model of its arm, score it and log it."""
+        served = champion()
+        parsed = parse(served)
+        choice = arms.answering(served, parsed.rows[0])
+        if choice.loaded.field_types != served.field_types:
+            parsed = parse(choice.loaded)
+        scores, frame = await batcher.score(choice.loaded, parsed.rows)
+        request_id = parsed.request_id or uuid.uuid4().hex
+        metrics.instances.labels(choice.arm).inc(len(parsed.rows))
+        record(choice.arm, choice.loaded, scores, frame, request_id)
+        return Scored(choice, parsed, scores, frame, request_id)
+
+    def in_shadow(answer: Scored, parse: Callable[[Loaded], ScoringRequest]):
+        """The shadow model's scoring of the same request, run after the answer is sent."""
+        shadow = arms.shadowing()
+        if shadow is None:
+            return None
+
+        async def run() -> None:
+            try:
+                same_input = shadow.field_types == answer.loaded.field_types
+                parsed = answer.parsed if same_input else parse(shadow)
+                scores, frame = await batcher.score(shadow, parsed.rows)
+            except Exception as error:  # noqa: BLE001  (a shadow never fails a request)
+                metrics.shadow_errors.inc()
+                log.warning("shadow v%s could not score: %s", shadow.version, error)
+                return
+            metrics.instances.labels(SHADOW_ARM).inc(len(parsed.rows))
+            record(SHADOW_ARM, shadow, scores, frame, answer.request_id)
+
+        return BackgroundTask(run)
 
     async def answer(route: str, handler, request: Request) -> Response:
         """Run `handler` (async, returning a Response), turning errors into JSON answers
@@ -191,42 +306,53 @@ def create_app(
         return response
 
     async def vertex_predict(request: Request, body: bytes) -> Response:
-        loaded = champion()
-        parsed = parse_vertex(body, loaded.field_types, settings.max_instances)
-        scores, frame = await batcher.score(loaded, parsed.rows)
-        metrics.instances.inc(len(parsed.rows))
-        record(loaded, scores, frame)
+        def parse(loaded: Loaded) -> ScoringRequest:
+            return parse_vertex(body, loaded.field_types, settings.max_instances)
+
+        answer = await scored(parse)
+        loaded = answer.loaded
         predictions = [
-            {loaded.output: float(value), "model_version": loaded.version} for value in scores
+            {loaded.output: float(value), "model_version": loaded.version}
+            for value in answer.scores
         ]
-        if parsed.return_features:
+        if answer.parsed.return_features:
             for prediction, features in zip(
-                predictions, _features(frame, loaded.feature_columns), strict=True
+                predictions, _features(answer.frame, loaded.feature_columns), strict=True
             ):
                 prediction["features"] = features
-        return JSONResponse({"predictions": predictions})
+        return JSONResponse({"predictions": predictions}, background=in_shadow(answer, parse))
 
     async def infer(request: Request, body: bytes) -> Response:
-        loaded = champion()
         _check_model_name(request, settings)
-        known = [loaded.output, *loaded.feature_columns]
-        parsed = parse_infer(
-            body,
-            request.headers.get(HEADER_LENGTH),
-            loaded.field_types,
-            settings.max_instances,
-            known,
-        )
-        scores, frame = await batcher.score(loaded, parsed.rows)
-        metrics.instances.inc(len(parsed.rows))
-        record(loaded, scores, frame, parsed.request_id)
-        return _infer_response(settings.model_name, loaded, parsed, scores, frame)
+
+        def parse(loaded: Loaded) -> ScoringRequest:
+            known = [loaded.output, *loaded.feature_columns]
+            header = request.headers.get(HEADER_LENGTH)
+            return parse_infer(body, header, loaded.field_types, settings.max_instances, known)
+
+        answer = await scored(parse)
+        response = _infer_response(settings.model_name, answer)
+        response.background = in_shadow(answer, parse)
+        return response
+
+    def challenger_state() -> dict[str, Any] | None:
+        challenger = arms.challenger
+        if challenger is None:
+            return None
+        loaded = challenger.current
+        arm = arms.challenger_arm
+        if loaded is None:  # its share goes to the champion meanwhile
+            return {"arm": arm, "status": "unavailable", "reason": challenger.error}
+        return {"arm": arm, "status": "ready", "model_version": loaded.version}
 
     async def vertex_health(request: Request) -> Response:
         loaded = holder.current
         if loaded is None:
             return JSONResponse({"status": "unavailable", "reason": holder.error}, 503)
-        return JSONResponse({"status": "ready", "model_version": loaded.version})
+        state: dict[str, Any] = {"status": "ready", "model_version": loaded.version}
+        if arms.challenger is not None:
+            state["challenger"] = challenger_state()
+        return JSONResponse(state)
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -252,7 +378,10 @@ def create_app(
         return JSONResponse(
             {
                 "name": settings.model_name,
-                "versions": [loaded.version],
+                "versions": [
+                    loaded.version,
+                    *[h.current.version for h in arms.holders()[1:] if h.current is not None],
+                ],
                 "platform": "tensorflow_savedmodel",
                 "inputs": [
                     {"name": name, "datatype": _oip_datatype(kind), "shape": [-1]}
@@ -272,11 +401,33 @@ def create_app(
     async def metrics_page(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        loaded = holder.current
         metrics.model.clear()
-        if loaded is not None:
-            metrics.model.labels(settings.model_name, loaded.version).set(1)
+        for arm, served in served_arms():
+            metrics.model.labels(settings.model_name, served.version, arm).set(1)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(request: Request) -> Response:
+        from components.serve.openapi import openapi_document
+
+        try:
+            loaded = champion()  # the instance fields are the served model's
+        except Unavailable as error:
+            return JSONResponse({"error": str(error)}, 503)
+        document = openapi_document(
+            settings.model_name,
+            loaded.output,
+            loaded.field_types,
+            settings.predict_route,
+            settings.health_route,
+            settings.max_instances,
+        )
+        return JSONResponse(document)
+
+    def served_arms() -> list[tuple[str, Loaded]]:
+        arms_now = [(CHAMPION_ARM, holder.current)]
+        if arms.challenger is not None:
+            arms_now.append((arms.challenger_arm, arms.challenger.current))
+        return [(arm, loaded) for arm, loaded in arms_now if loaded is not None]
 
     def post(route: str, handler) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -286,10 +437,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await run_in_threadpool(holder.refresh)
-        if holder.current is None:
-            log.warning("starting without a champion: %s", holder.error)
-        reloading = asyncio.create_task(_reload_forever(holder, settings.reload_interval_s))
+        for each in arms.holders():
+            await run_in_threadpool(each.refresh)
+            if each.current is None:
+                log.warning("starting without %s: %s", each.describe(), each.error)
+        reloading = asyncio.create_task(_reload_forever(arms.holders(), settings.reload_interval_s))
         try:
             yield
         finally:
@@ -314,14 +466,16 @@ def create_app(
         Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
         post("/v2/models/{name}/infer", infer),
         Route("/metrics", metrics_page, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-async def _reload_forever(holder: ChampionHolder, interval_s: float) -> None:
+async def _reload_forever(holders: list[ModelHolder], interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
-        await run_in_threadpool(holder.refresh)
+        for holder in holders:
+            await run_in_threadpool(holder.refresh)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -361,16 +515,12 @@ def _version() -> str:
         return "unknown"
 
 
-def _infer_response(
-    model_name: str,
-    loaded: Loaded,
-    parsed: ScoringRequest,
-    scores: np.ndarray,
-    frame: pa.Table,
-) -> Response:
+def _infer_response(model_name: str, answer: Scored) -> Response:
     """The OIP response: the asked outputs, as JSON data or binary tensors."""
     import numpy as np
     import pyarrow.compute as pc
+
+    loaded, parsed, scores, frame = answer.loaded, answer.parsed, answer.scores, answer.frame
 
     tensors: list[tuple[str, str, list[Any] | np.ndarray]] = []
     for name in parsed.outputs:

@@ -49,7 +49,7 @@ class Batcher:
         self.max_batches = max_batches
         # errors that belong to one request's input: the batch is retried request by request
         self.individual_errors = individual_errors
-        self.batches = 0  # how many batches scored how many requests (not exported yet)
+        self.batches = 0  # how many batches scored how many requests (exported as metrics)
         self.requests = 0
         self._pending: list[_Pending] = []
         self._running = 0

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from components.errors import ConfigurationError
 from components.serve.settings import (
     DEFAULT_MAX_BATCH_ROWS,
     DEFAULT_MAX_BATCHES,
@@ -78,6 +79,27 @@ def add_arguments(
         + (prediction_log or "off")
         + ")",
     )
+    parser.add_argument(
+        "--model-version",
+        default="champion",
+        help="serve this version number instead of following the champion alias",
+    )
+    parser.add_argument(
+        "--challenger-version",
+        default="",
+        help="a version scored beside the champion: with --canary-percent or --shadow",
+    )
+    parser.add_argument(
+        "--canary-percent",
+        type=float,
+        default=0.0,
+        help="share of requests the challenger answers (by a hash of the entity keys)",
+    )
+    parser.add_argument(
+        "--shadow",
+        action="store_true",
+        help="the challenger scores every request into the prediction log, never answers",
+    )
     parser.add_argument("--graceful-shutdown-s", type=int, default=GRACEFUL_SHUTDOWN_S)
     parser.add_argument(
         "--no-access-log", action="store_true", help="no log line per request (high traffic)"
@@ -103,6 +125,10 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         max_batch_rows=args.max_batch_rows,
         max_batches=args.max_batches,
         prediction_log=args.prediction_log,
+        model_version=args.model_version,
+        challenger_version=args.challenger_version,
+        canary_percent=args.canary_percent,
+        shadow=args.shadow,
     )
 
 
@@ -142,7 +168,8 @@ def serve(
 
     from components.push.champion import open_registry
     from components.serve.app import create_app
-    from components.serve.champion import ChampionHolder
+    from components.serve.arms import Arms
+    from components.serve.holder import ModelHolder
     from components.serve.prediction_log import PredictionLog
 
     _configure_logging()
@@ -157,9 +184,17 @@ def serve(
         settings.vertex_api_endpoint,
     )
     with tempfile.TemporaryDirectory(prefix="portside-serve-") as scratch:
-        holder = ChampionHolder(registry, settings.feature_repo, Path(scratch))
+        arms = Arms(
+            ModelHolder(registry, settings.feature_repo, Path(scratch), settings.model_version),
+            canary_percent=settings.canary_percent,
+            shadow=settings.shadow,
+        )
+        if settings.challenger_version:
+            arms.challenger = ModelHolder(
+                registry, settings.feature_repo, Path(scratch), settings.challenger_version
+            )
         prediction_log = PredictionLog(settings.prediction_log) if settings.prediction_log else None
-        app = create_app(settings, holder, prediction_log)
+        app = create_app(settings, arms, prediction_log)
         uvicorn.run(
             app,
             host=settings.host,
@@ -178,4 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return serve(settings_from_args(args), args.graceful_shutdown_s, not args.no_access_log)
+    try:
+        settings = settings_from_args(args)
+    except ConfigurationError as error:  # flags that do not fit together
+        parser.error(str(error).replace("_", "-"))
+    return serve(settings, args.graceful_shutdown_s, not args.no_access_log)

@@ -18,7 +18,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-INTEGER_TYPES = {"INT64", "INT32"}
+# Feast integer value types and the values they hold (a larger one cannot be looked up)
+INT_RANGES = {"INT64": (-(2**63), 2**63 - 1), "INT32": (-(2**31), 2**31 - 1)}
 FLOAT_TYPES = {"DOUBLE", "FLOAT"}
 # Feast value type -> the OIP datatypes a client may send for it.
 OIP_DATATYPES = {
@@ -67,12 +68,15 @@ def check_value(value: object, value_type: str, where: str) -> object:
     """`value` as the Feast `value_type` holds it, or a RequestError naming `where`."""
     if value is None:
         raise RequestError(f"{where}: missing (null)")
-    if value_type in INTEGER_TYPES:
+    if value_type in INT_RANGES:
         if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise RequestError(f"{where}: expected an integer, got {_shown(value)}")
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise RequestError(f"{where}: expected an integer, got {_shown(value)}")
+        low, high = INT_RANGES[value_type]
+        if not low <= value <= high:
+            raise RequestError(f"{where}: {value} is outside {value_type}'s range")
+        return value
     if value_type in FLOAT_TYPES:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if number and math.isfinite(value):
@@ -136,9 +140,7 @@ def parse_vertex(body: bytes, field_types: dict[str, str], max_instances: int) -
                 for name, kind in field_types.items()
             }
         )
-    parameters = document.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise RequestError("parameters: expected an object")
+    parameters = _object(document, "parameters", "body")
     extra = sorted(set(parameters) - {"return_features"})
     if extra:
         raise RequestError(f"parameters: unknown field(s) {', '.join(extra)}")
@@ -192,7 +194,7 @@ def _tensor_values(
     tensor: dict[str, Any], binary: bytes, offset: int, where: str
 ) -> tuple[list[Any], int]:
     """A tensor's elements, flattened, and the offset after its binary data."""
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    size = _object(tensor, "parameters", where).get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
             raise RequestError(f"{where}: binary_data_size {size} exceeds the binary data")
@@ -237,6 +239,8 @@ def parse_infer(
         if name in columns:
             raise RequestError(f"{where}: given twice")
         datatype = tensor.get("datatype")
+        if not isinstance(datatype, str):
+            raise RequestError(f"{where}: datatype: expected a string, got {_shown(datatype)}")
         allowed = OIP_DATATYPES.get(field_types[name])
         if allowed is not None and datatype not in allowed:
             raise RequestError(
@@ -244,7 +248,7 @@ def parse_infer(
             )
         values, offset = _tensor_values(tensor, binary, offset, where)
         shape = tensor.get("shape")
-        if not isinstance(shape, list) or math.prod(shape) != len(values):
+        if not _is_shape(shape) or math.prod(shape) != len(values):
             raise RequestError(f"{where}: shape {shape} does not hold {len(values)} elements")
         if datatype == "BYTES":
             values = [_text(v, f"{where}[{j}]") for j, v in enumerate(values)]
@@ -270,6 +274,22 @@ def parse_infer(
     )
 
 
+def _is_shape(shape: Any) -> bool:
+    return isinstance(shape, list) and all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    )
+
+
+def _object(document: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """`document[key]` when it is an object; {} when absent or null; else a RequestError."""
+    value = document.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RequestError(f"{where}.{key}: expected an object, got {_shown(value)}")
+    return value
+
+
 def _text(value: Any, where: str) -> Any:
     if isinstance(value, bytes):
         try:
@@ -281,8 +301,7 @@ def _text(value: Any, where: str) -> Any:
 
 def _requested_outputs(document: dict[str, Any], known: list[str]) -> tuple[list[str], bool]:
     """The outputs asked for (default: the first known, the score) and whether binary."""
-    parameters = document.get("parameters") or {}
-    binary = bool(parameters.get("binary_data_output", False))
+    binary = bool(_object(document, "parameters", "body").get("binary_data_output", False))
     asked = document.get("outputs")
     if asked is None:
         return [known[0]], binary
@@ -297,5 +316,6 @@ def _requested_outputs(document: dict[str, Any], known: list[str]) -> tuple[list
                 f"outputs[{i}] ({output['name']}): unknown output (known: {', '.join(known)})"
             )
         names.append(output["name"])
-        binary = binary or bool((output.get("parameters") or {}).get("binary_data", False))
+        parameters = _object(output, "parameters", f"outputs[{i}]")
+        binary = binary or bool(parameters.get("binary_data", False))
     return names or [known[0]], binary

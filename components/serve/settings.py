@@ -8,6 +8,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from components.errors import ConfigurationError
+
 DEFAULT_PORT = 8080
 DEFAULT_PREDICT_ROUTE = "/predict"
 DEFAULT_HEALTH_ROUTE = "/health"
@@ -39,6 +41,30 @@ class ServeSettings:
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS  # rows scored in one model call
     max_batches: int = DEFAULT_MAX_BATCHES  # batches scored at the same time
     prediction_log: str = ""  # folder of the prediction log (Parquet by date); "" is off
+    model_version: str = "champion"  # or a version number: pin it (no hot reload)
+    challenger_version: str = ""  # a version scored beside the champion ("" is none)
+    canary_percent: float = 0.0  # share of requests the challenger answers
+    shadow: bool = False  # the challenger scores every request, logged, never returned
+
+    def __post_init__(self) -> None:
+        problem = self._challenger_problem()
+        if problem:
+            raise ConfigurationError(problem)
+
+    def _challenger_problem(self) -> str | None:
+        if not 0 <= self.canary_percent <= 100:
+            return f"canary_percent: {self.canary_percent} is not between 0 and 100"
+        if not self.challenger_version:
+            if self.canary_percent or self.shadow:
+                return "canary_percent and shadow need a challenger_version"
+            return None
+        if self.shadow == bool(self.canary_percent):
+            return "a challenger_version needs either canary_percent (above 0) or shadow"
+        if self.shadow and not self.prediction_log:
+            return "shadow scores are only written to the prediction log: set prediction_log"
+        if self.challenger_version == self.model_version:
+            return f"challenger_version {self.challenger_version} is the served version"
+        return None
 
 
 def vertex_defaults(environ: Mapping[str, str] | None = None) -> dict[str, object]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import schemathesis
 from conftest import (
     BIN,
     EXAMPLE,
@@ -35,21 +36,13 @@ from conftest import (
 )
 from mlflow_server import free_port
 
+from pipelines.local_server import LocalServer, ServerNotReady
+
 pytestmark = pytest.mark.integration
 
 REQUEST = {"amount": 250.0, "merchant_category": "electronics"}
 START_TIMEOUT_S = 180.0
 TRITONCLIENT = "tritonclient[http]==2.73.0"
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:]
 
 
 def call(url: str, body: bytes | dict | None = None, headers: dict | None = None):
@@ -65,12 +58,12 @@ def call(url: str, body: bytes | dict | None = None, headers: dict | None = None
         return error.code, json.loads(error.read() or b"null")
 
 
-def metrics_page(server: Server) -> str:
+def metrics_page(server: LocalServer) -> str:
     with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
         return response.read().decode()
 
 
-def metric(server: Server, series: str) -> float:
+def metric(server: LocalServer, series: str) -> float:
     """The value of one series of /metrics (its name with labels, as the page prints it)."""
     for line in metrics_page(server).splitlines():
         if line.startswith(series + " "):
@@ -78,42 +71,27 @@ def metric(server: Server, series: str) -> float:
     raise AssertionError(f"{series} not in /metrics")
 
 
-def start_server(repo: Path, tracking_uri: Path, log: Path, *more: str) -> Server:
+def start_server(repo: Path, tracking_uri: Path, log: Path, *more: str) -> LocalServer:
     port = free_port()
     command = [sys.executable, "-m", "components", "serve", "--feature-repo", str(repo)]
     command += ["--model-name", MODEL_NAME, "--tracking-uri", str(tracking_uri)]
     command += ["--port", str(port), *more]
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    return Server(process, f"http://127.0.0.1:{port}", log)
+    return LocalServer.start(command, port, log, cwd=ROOT)
 
 
-def wait_listening(server: Server, route: str = "/v2/health/live") -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"server exited {server.process.returncode}:\n{server.output()}")
-        try:
-            if call(server.url + route)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"server not up after {START_TIMEOUT_S:.0f} s:\n{server.output()}")
+def wait_listening(server: LocalServer, route: str = "/v2/health/live") -> None:
+    try:
+        server.wait_ready(route, START_TIMEOUT_S)
+    except ServerNotReady as error:
+        pytest.fail(f"{error}:\n{server.output()}")
 
 
-def stop_server(server: Server) -> bool:
+def stop_server(server: LocalServer) -> bool:
     """SIGTERM, as Kubernetes stops a pod; whether it shut down gracefully: uvicorn finishes
     the app's shutdown, then ends by the signal it caught (exit status -15)."""
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(60)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    status = server.stop()
     graceful = "Application shutdown complete" in server.output()
-    return graceful and server.process.returncode in (0, -signal.SIGTERM)
+    return graceful and status in (0, -signal.SIGTERM)
 
 
 def train_and_push(repo: Path, rows: Path, root: Path, tracking_uri: Path) -> Path:
@@ -398,13 +376,91 @@ def test_bad_inference_requests_are_4xx_naming_the_input(server):
     assert got == 404 and "not served here" in answer["error"]
 
 
+FUZZ_EXAMPLES = 60
+
+
+def _fuzz(operation, mode, base_url: str) -> set[int]:
+    """The statuses of FUZZ_EXAMPLES generated requests, each checked by schemathesis."""
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    # An OIP request can fit the schema and still be wrong (a shape that does not match its
+    # data, inputs of unequal lengths): JSON Schema cannot say so, the server answers 400.
+    excluded = [positive_data_acceptance] if operation.path.endswith("/infer") else []
+    statuses: set[int] = set()
+
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def check(case) -> None:
+        response = case.call_and_validate(base_url=base_url, excluded_checks=excluded)
+        statuses.add(response.status_code)
+
+    check()
+    return statuses
+
+
+def test_requests_generated_from_the_openapi_document(server):
+    """schemathesis generates requests from the server's own OpenAPI document, valid ones
+    (positive) and ones that break it (negative): no answer is a server error, every answer
+    is one the document lists, in its schema; valid Vertex requests are answered, and a
+    request that breaks the document gets a 4xx (413 for too many instances)."""
+    from schemathesis.config import SchemathesisConfig
+    from schemathesis.generation import GenerationMode
+
+    config = SchemathesisConfig.from_dict(
+        {"checks": {"negative_data_rejection": {"expected-statuses": [400, 413]}}}
+    )
+    api = schemathesis.openapi.from_url(server.url + "/openapi.json", config=config)
+    operations = {result.ok().path: result.ok() for result in api.get_all_operations()}
+    assert {"/predict", f"/v2/models/{MODEL_NAME}/infer", "/health"} <= set(operations)
+    statuses = {
+        (path, mode.value): _fuzz(operation, mode, server.url)
+        for path, operation in operations.items()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        # a GET without parameters has nothing to break
+        if mode is GenerationMode.POSITIVE or operation.method.upper() == "POST"
+    }
+    # valid requests are answered (413 only for a body over the size limit)
+    assert 200 in statuses[("/predict", "positive")] <= {200, 413}, statuses
+    assert statuses[("/predict", "negative")] <= {400, 413}, statuses
+
+
 def test_metrics_count_requests_and_name_the_version(server, fresh_data):
     for _ in range(3):
         assert call(server.url + "/predict", {"instances": instances(fresh_data, 2)})[0] == 200
     assert metric(server, 'portside_requests_total{route="/predict",status="200"}') >= 3
     text = metrics_page(server)
-    assert f'portside_model_version{{model="{MODEL_NAME}",version="1"}} 1.0' in text
+    assert f'portside_model_version{{arm="champion",model="{MODEL_NAME}",version="1"}} 1.0' in text
     assert "portside_request_seconds_bucket" in text
+    assert metric(server, 'portside_instances_total{arm="champion"}') >= 6
+    # concurrent requests may share a batch: never more batches than requests
+    batches, batched = (
+        metric(server, "portside_batches_total"),
+        metric(server, "portside_batched_requests_total"),
+    )
+    assert 1 <= batches <= batched
+
+
+def test_feature_age_is_exported_per_view(server, fresh_data):
+    """The age of the online values each lookup read: the data ends at the start of this
+    hour, so the daily aggregates were at most a day and an hour old when read."""
+    before = metric(server, 'portside_feature_age_seconds_count{view="user_daily_aggregates"}')
+    assert call(server.url + "/predict", {"instances": instances(fresh_data, 4)})[0] == 200
+    count = metric(server, 'portside_feature_age_seconds_count{view="user_daily_aggregates"}')
+    assert count == before + 4
+    total = metric(server, 'portside_feature_age_seconds_sum{view="user_daily_aggregates"}')
+    assert 0 < total / count < 25 * 3600
+    unknown = {"instances": [{"user_id": 999_999_999, **REQUEST}]}
+    missing = 'portside_feature_rows_missing_total{view="user_daily_aggregates"}'
+    text = metrics_page(server)
+    missing_before = metric(server, missing) if missing in text else 0.0
+    assert call(server.url + "/predict", unknown)[0] == 200  # nulls, as training saw them
+    assert metric(server, missing) == missing_before + 1
 
 
 def test_no_champion_is_503_with_the_reason_then_served_without_restart(
@@ -557,6 +613,116 @@ def test_the_champion_moves_under_load_without_a_failed_request(fresh_data, cham
     assert {"1", "2", "3"} <= set(served), set(served)  # every champion was served
     assert served[-1] == MOVES[-1]
     print(f"{len(answers)} requests, {len(timeline) - 1} champion moves, no failure")
+
+
+# -- a challenger beside the champion: canary and shadow -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def three_versions(fresh_data, champion, tmp_path_factory):
+    """A registry holding v1, v2 and v3 (the champion) of the champion's model."""
+    root = tmp_path_factory.mktemp("versions")
+    tracking_uri = root / "mlflow.db"
+    assert _variants(champion[0], root, tracking_uri) == ["1", "2", "3"]
+    return tracking_uri
+
+
+def test_a_canary_answers_its_share_of_entities_the_same_way_every_time(
+    fresh_data, three_versions, tmp_path
+):
+    """30% canary of v1 beside champion v3: each user's requests always reach the arm its
+    entity key hashes to (the same function on every replica); the log and metrics say which."""
+    from components.serve.arms import canary_bucket
+
+    folder = tmp_path / "log"
+    server = start_server(
+        fresh_data.repo,
+        three_versions,
+        tmp_path / "server.log",
+        *("--challenger-version", "1", "--canary-percent", "30"),
+        *("--prediction-log", str(folder)),
+    )
+    everyone = users(fresh_data, 200)
+    try:
+        wait_listening(server, "/health")
+        status, health = call(server.url + "/health")
+        assert status == 200 and health["challenger"] == {
+            "arm": "canary",
+            "status": "ready",
+            "model_version": "1",
+        }, health
+        answered = {}
+        for user in everyone + everyone[:20]:  # the first 20 asked twice
+            status, answer = call(
+                server.url + "/predict", {"instances": [{"user_id": user, **REQUEST}]}
+            )
+            assert status == 200, answer
+            version = answer["predictions"][0]["model_version"]
+            assert answered.setdefault(user, version) == version, f"user {user} changed arm"
+        expected = {user: "1" if canary_bucket([user]) < 30 else "3" for user in everyone}
+        assert answered == expected
+        share = sum(v == "1" for v in answered.values()) / len(answered)
+        assert 0.2 < share < 0.4, share
+        text = metrics_page(server)
+        assert (
+            f'portside_model_version{{arm="canary",model="{MODEL_NAME}",version="1"}} 1.0' in text
+        )
+        assert metric(server, 'portside_instances_total{arm="canary"}') == sum(
+            expected[u] == "1" for u in everyone + everyone[:20]
+        )
+    finally:
+        assert stop_server(server), server.output()
+    logged = pd.read_parquet(folder)
+    arms = logged.groupby("arm")["model_version"].unique().map(list).to_dict()
+    assert arms == {"canary": ["1"], "champion": ["3"]}
+
+
+def test_a_pinned_version_answers_and_a_shadow_is_logged_never_returned(
+    fresh_data, three_versions, tmp_path
+):
+    """`--model-version 2` serves v2 although v3 is the champion; v1 in shadow scores every
+    request into the prediction log under the answer's request id and is never returned."""
+    folder = tmp_path / "log"
+    server = start_server(
+        fresh_data.repo,
+        three_versions,
+        tmp_path / "server.log",
+        *("--model-version", "2", "--challenger-version", "1", "--shadow"),
+        *("--prediction-log", str(folder)),
+    )
+    try:
+        wait_listening(server, "/health")
+        answers = []
+        for _ in range(5):
+            status, answer = call(server.url + "/predict", {"instances": instances(fresh_data, 3)})
+            assert status == 200, answer
+            answers.append(answer)
+        assert {p["model_version"] for a in answers for p in a["predictions"]} == {"2"}
+        status, _ = call(server.url + "/predict", {"instances": [{"user_id": "x"}]})
+        assert status == 400  # a bad request is refused before either model scores it
+    finally:
+        assert stop_server(server), server.output()  # the log is written on shutdown
+    logged = pd.read_parquet(folder)
+    assert sorted(logged["arm"].unique()) == ["champion", "shadow"]
+    by_arm = {arm: rows for arm, rows in logged.groupby("arm")}
+    assert set(by_arm["champion"]["model_version"]) == {"2"}
+    assert set(by_arm["shadow"]["model_version"]) == {"1"}
+    assert len(by_arm["champion"]) == len(by_arm["shadow"]) == 15
+    pairs = by_arm["champion"].merge(by_arm["shadow"], on=["request_id", "instance"])
+    assert len(pairs) == 15  # each answer's shadow under the same request and instance
+    assert pairs["score_x"].to_numpy() == pytest.approx(pairs["score_y"].to_numpy())  # same model
+
+
+def test_challenger_flags_that_do_not_fit_together_are_refused():
+    for flags, reason in [
+        (["--canary-percent", "10"], "need a challenger-version"),
+        (["--challenger-version", "1"], "either canary-percent"),
+        (["--challenger-version", "1", "--shadow"], "set prediction-log"),
+        (["--challenger-version", "1", "--canary-percent", "150"], "between 0 and 100"),
+    ]:
+        command = [sys.executable, "-m", "components", "serve", "--model-name", MODEL_NAME]
+        done = subprocess.run(command + flags, cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 2 and reason in done.stderr, (flags, done.stderr)
 
 
 # -- the online store goes away and comes back --------------------------------------------------

@@ -102,13 +102,14 @@ def test_the_probe_and_metrics_paths_are_routes_the_app_serves(service, containe
     import httpx
 
     from components.serve.app import create_app
-    from components.serve.champion import ChampionHolder
+    from components.serve.arms import Arms
     from components.serve.cli import settings_from_args
+    from components.serve.holder import ModelHolder
 
     settings = settings_from_args(_served(container["args"]))
     registry = SimpleNamespace(name=settings.model_name, uri="not read: no refresh here")
-    holder = ChampionHolder(registry, settings.feature_repo, tmp_path)
-    app = create_app(settings, holder)  # its lifespan (the champion load) does not run
+    holder = ModelHolder(registry, settings.feature_repo, tmp_path)
+    app = create_app(settings, Arms(holder))  # its lifespan (the champion load) does not run
     ready = container["readinessProbe"]["httpGet"]["path"]
     live = container["livenessProbe"]["httpGet"]["path"]
     metrics = service["metadata"]["annotations"]["prometheus.kserve.io/path"]

@@ -67,6 +67,17 @@ def test_vertex_instances_become_typed_rows():
             400,
             "body: unknown field(s) x",
         ),
+        # found by fuzzing: an id beyond INT64 once reached the store (a 503 "store error")
+        (
+            {"instances": [{"user_id": 2**63, "amount": 1, "merchant_category": "a"}]},
+            400,
+            "instances[0].user_id: 9223372036854775808 is outside INT64's range",
+        ),
+        (
+            {"instances": [{"user_id": 1, "amount": 1, "merchant_category": "a"}], "parameters": 0},
+            400,
+            "body.parameters: expected an object, got 0",
+        ),
     ],
 )
 def test_vertex_errors_name_the_field(body, status, message):
@@ -181,6 +192,30 @@ def test_infer_binary_tensors_as_tritonclient_sends_them():
                 "outputs": [{"name": "secret"}],
             },
             "outputs[0] (secret): unknown output",
+        ),
+        # found by fuzzing: each of these was a 500
+        (
+            {"inputs": [{**tensor("user_id", "INT64", [1]), "parameters": -1.5}]},
+            "inputs[0] (user_id).parameters: expected an object, got -1.5",
+        ),
+        (
+            {"inputs": [tensor("user_id", "INT64", [1], shape=["1"])]},
+            "inputs[0] (user_id): shape ['1'] does not hold 1 elements",
+        ),
+        (
+            {"inputs": [{**tensor("user_id", "INT64", [1]), "datatype": ["INT64"]}]},
+            "inputs[0] (user_id): datatype: expected a string",
+        ),
+        (
+            {
+                "inputs": [
+                    tensor("user_id", "INT64", [1]),
+                    tensor("amount", "FP64", [1.0]),
+                    tensor("merchant_category", "BYTES", ["a"]),
+                ],
+                "parameters": [],
+            },
+            "body.parameters: expected an object, got []",
         ),
     ],
 )
