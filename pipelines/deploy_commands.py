@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from components.errors import ConfigurationError
-from pipelines.pipeline_commands import _add_profile, _profile
+from pipelines.profile_args import add_profile_arguments, profile_from_args
 
 KSERVE_HINT = "KServe: kubectl apply -f deploy/serving/inferenceservice.yaml"
 
@@ -28,7 +28,7 @@ def _rollout(args: argparse.Namespace, model_name: str) -> Any:
 
 def _deploy_profile(args: argparse.Namespace) -> Any:
     """The profile with the command line's Vertex AI settings over its `vertex` section."""
-    profile = _profile(args)
+    profile = profile_from_args(args)
     flags = {
         "project": args.project,
         "region": args.region,
@@ -89,7 +89,7 @@ def add_deploy_commands(commands: argparse._SubParsersAction) -> None:
         f"new model version and deploy it beside the current one(s). {KSERVE_HINT}",
     )
     dep.add_argument("--vertex", action="store_true", help="deploy to Vertex AI (required)")
-    _add_profile(dep)
+    add_profile_arguments(dep)
     dep.add_argument(
         "--endpoint",
         help="endpoint display name (created if missing) or resource name "

@@ -12,6 +12,7 @@ from typing import Any
 from components.errors import ConfigurationError
 from components.lineage import RUN_MANIFEST_FILE
 from components.registry import PIPELINE_ORDER
+from pipelines.profile_args import add_profile_arguments, profile_from_args
 from pipelines.progress import Ticker
 from pipelines.times import today_utc
 
@@ -69,16 +70,6 @@ def _pipeline_parameters(
     return {"entity_rows_uri": args.entity_rows, **coerce_parameters(args.param or [], definitions)}
 
 
-def _profile(args: argparse.Namespace) -> Any:
-    from pipelines.profile import load_profile
-
-    profile = load_profile(args.profile)
-    if args.image:
-        image = profile.image.model_copy(update={"name": args.image})
-        profile = profile.model_copy(update={"image": image})
-    return profile
-
-
 def _vertex_training(args: argparse.Namespace) -> Any:
     if not args.train_machine_type:
         return None
@@ -105,12 +96,12 @@ def _compile(args: argparse.Namespace) -> int:
 
         if args.train_machine_type:
             raise ConfigurationError("--batch has no train step: drop --train-machine-type")
-        print(f"wrote {compile_batch_pipeline(args.output or BATCH_IR, _profile(args))}")
+        print(f"wrote {compile_batch_pipeline(args.output or BATCH_IR, profile_from_args(args))}")
         return 0
     from pipelines.compile import compile_pipeline
 
     output = args.output or DEFAULT_IR
-    path = compile_pipeline(output, _profile(args), vertex_training=_vertex_training(args))
+    path = compile_pipeline(output, profile_from_args(args), vertex_training=_vertex_training(args))
     print(f"wrote {path}")
     return 0
 
@@ -226,7 +217,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Path, dict[str, Any]]:
     """Target, template and typed parameters of a submit or schedule, checked."""
     from pipelines.compile import parameter_definitions
 
-    profile = _profile(args)
+    profile = profile_from_args(args)
     target = _target(args, profile)
     target.check()
     template = _template(args, profile)
@@ -267,16 +258,6 @@ def _schedule(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_profile(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--profile",
-        required=True,
-        help="production profile (YAML, e.g. deploy/profiles/production.yaml); "
-        "PORTSIDE_<SECTION>__<FIELD> variables override it",
-    )
-    parser.add_argument("--image", help="component image (default: the profile's, else versioned)")
-
-
 def _add_parameters(parser: argparse.ArgumentParser, entity_rows_default: str | None) -> None:
     parser.add_argument(
         "--entity-rows",
@@ -313,7 +294,7 @@ def _add_vertex_target(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--display-name", default="portside-training")
     parser.add_argument("--template", help="compiled IR (default: compile now)")
-    _add_profile(parser)
+    add_profile_arguments(parser)
     parser.add_argument("--work-dir", default="data", help="where to compile the IR to")
     parser.add_argument("--api-endpoint", help=argparse.SUPPRESS)  # private endpoints, tests
     _add_scale_out(parser)
@@ -327,7 +308,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the batch scoring pipeline instead (a Vertex AI batch prediction job)",
     )
-    _add_profile(comp)
+    add_profile_arguments(comp)
     _add_scale_out(comp)
     comp.set_defaults(handler=_compile)
 

@@ -27,13 +27,12 @@ from typing import TYPE_CHECKING
 from components.common.tracking import log_run, resolve_tracking_uri
 from components.errors import ConfigurationError, PortsideError
 from components.lineage import content_hash
-from components.push.champion import ChampionRef, refuse_if_moved
+from components.push.champion import CHAMPION, ChampionRef, refuse_if_moved
 from components.push.lock import DEFAULT_LEASE_S, Lease, RegistryLock
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
-CHAMPION = "champion"
 HASH_TAG = "portside.content_hash"
 COMPLETE_TAG = "portside.complete"
 HISTORY_TAG = "portside.champion_history"  # registered-model tag: JSON list, oldest first

@@ -11,10 +11,9 @@ from pathlib import Path
 
 from components.common.artifacts import SAVED_MODEL_DIR
 from components.errors import ConfigurationError, GateFailed
-from components.push.champion import ChampionRef, refuse_if_moved
+from components.push.champion import CHAMPION, ChampionRef, refuse_if_moved
 
 LABEL_LIMIT = 63  # Vertex label values: at most 63 characters
-CHAMPION = "champion"
 DEFAULT_ALIAS = "default"  # what Vertex serves when no version is named
 
 

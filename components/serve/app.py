@@ -367,14 +367,9 @@ def create_app(
             {"name": SERVER_NAME, "version": _version(), "extensions": ["binary_tensor_data"]}
         )
 
-    async def model_metadata(request: Request) -> Response:
-        try:
-            _check_model_name(request, settings)
-            loaded = champion()
-        except RequestError as error:
-            return JSONResponse({"error": str(error)}, error.status)
-        except Unavailable as error:
-            return JSONResponse({"error": str(error)}, 503)
+    async def model_metadata(request: Request, body: bytes) -> Response:
+        _check_model_name(request, settings)
+        loaded = champion()
         return JSONResponse(
             {
                 "name": settings.model_name,
@@ -391,11 +386,8 @@ def create_app(
             }
         )
 
-    async def model_ready(request: Request) -> Response:
-        try:
-            _check_model_name(request, settings)
-        except RequestError as error:
-            return JSONResponse({"error": str(error)}, error.status)
+    async def model_ready(request: Request, body: bytes) -> Response:
+        _check_model_name(request, settings)
         return await ready(request)
 
     async def metrics_page(request: Request) -> Response:
@@ -406,13 +398,10 @@ def create_app(
             metrics.model.labels(settings.model_name, served.version, arm).set(1)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def openapi(request: Request) -> Response:
+    async def openapi(request: Request, body: bytes) -> Response:
         from components.serve.openapi import openapi_document
 
-        try:
-            loaded = champion()  # the instance fields are the served model's
-        except Unavailable as error:
-            return JSONResponse({"error": str(error)}, 503)
+        loaded = champion()  # the instance fields are the served model's
         document = openapi_document(
             settings.model_name,
             loaded.output,
@@ -429,11 +418,13 @@ def create_app(
             arms_now.append((arms.challenger_arm, arms.challenger.current))
         return [(arm, loaded) for arm, loaded in arms_now if loaded is not None]
 
-    def post(route: str, handler) -> Route:
+    def answered(route: str, handler, method: str = "POST") -> Route:
+        """A route whose errors become JSON answers, counted and timed (`answer`)."""
+
         async def endpoint(request: Request) -> Response:
             return await answer(route, handler, request)
 
-        return Route(route, endpoint, methods=["POST"])
+        return Route(route, endpoint, methods=[method])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -458,15 +449,15 @@ def create_app(
 
     routes = [
         Route(settings.health_route, vertex_health, methods=["GET"]),
-        post(settings.predict_route, vertex_predict),
+        answered(settings.predict_route, vertex_predict),
         Route("/v2", server_metadata, methods=["GET"]),
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
-        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
-        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
-        post("/v2/models/{name}/infer", infer),
+        answered("/v2/models/{name}", model_metadata, "GET"),
+        answered("/v2/models/{name}/ready", model_ready, "GET"),
+        answered("/v2/models/{name}/infer", infer),
         Route("/metrics", metrics_page, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
+        answered("/openapi.json", openapi, "GET"),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from components.errors import ConfigurationError
+from components.push.champion import CHAMPION
 from components.serve.settings import (
     DEFAULT_MAX_BATCH_ROWS,
     DEFAULT_MAX_BATCHES,
@@ -81,7 +82,7 @@ def add_arguments(
     )
     parser.add_argument(
         "--model-version",
-        default="champion",
+        default=CHAMPION,
         help="serve this version number instead of following the champion alias",
     )
     parser.add_argument(

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from components.errors import ConfigurationError
+from components.push.champion import CHAMPION
 
 DEFAULT_PORT = 8080
 DEFAULT_PREDICT_ROUTE = "/predict"
@@ -41,7 +42,7 @@ class ServeSettings:
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS  # rows scored in one model call
     max_batches: int = DEFAULT_MAX_BATCHES  # batches scored at the same time
     prediction_log: str = ""  # folder of the prediction log (Parquet by date); "" is off
-    model_version: str = "champion"  # or a version number: pin it (no hot reload)
+    model_version: str = CHAMPION  # or a version number: pin it (no hot reload)
     challenger_version: str = ""  # a version scored beside the champion ("" is none)
     canary_percent: float = 0.0  # share of requests the challenger answers
     shadow: bool = False  # the challenger scores every request, logged, never returned
