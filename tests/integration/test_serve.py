@@ -446,15 +446,30 @@ def test_metrics_count_requests_and_name_the_version(server, fresh_data):
     assert 1 <= batches <= batched
 
 
-def test_feature_age_is_exported_per_view(server, fresh_data):
-    """The age of the online values each lookup read: the data ends at the start of this
-    hour, so the daily aggregates were at most a day and an hour old when read."""
-    before = metric(server, 'portside_feature_age_seconds_count{view="user_daily_aggregates"}')
-    assert call(server.url + "/predict", {"instances": instances(fresh_data, 4)})[0] == 200
-    count = metric(server, 'portside_feature_age_seconds_count{view="user_daily_aggregates"}')
-    assert count == before + 4
-    total = metric(server, 'portside_feature_age_seconds_sum{view="user_daily_aggregates"}')
-    assert 0 < total / count < 25 * 3600
+def test_feature_age_is_exported_per_view(server, materialized):
+    """The age of the online values each lookup read: for each user, the time since the
+    event time of its latest materialized daily-aggregates row, observed once per instance."""
+    fresh_data, until = materialized
+    series = '{view="user_daily_aggregates"}'
+    before = [
+        metric(server, f"portside_feature_age_seconds_{part}{series}") for part in ("count", "sum")
+    ]
+    rows = instances(fresh_data, 4)
+    asked = datetime.now(timezone.utc)
+    assert call(server.url + "/predict", {"instances": rows})[0] == 200
+    answered = datetime.now(timezone.utc)
+    count, total = (
+        metric(server, f"portside_feature_age_seconds_{part}{series}") for part in ("count", "sum")
+    )
+    assert count == before[0] + 4
+    # what materialization took: the rows that had landed (were created) by `until`
+    daily = pd.read_parquet(fresh_data.sources / "user_daily_aggregates.parquet")
+    landed = daily[["event_timestamp", "created_timestamp"]].max(axis=1) <= until
+    latest = daily[landed].groupby("user_id")["event_timestamp"].max()
+    stamps = [latest[row["user_id"]] for row in rows]
+    low = sum((asked - stamp).total_seconds() for stamp in stamps)
+    high = sum((answered - stamp).total_seconds() for stamp in stamps)
+    assert low - 1 <= total - before[1] <= high + 1, (total - before[1], low, high)
     unknown = {"instances": [{"user_id": 999_999_999, **REQUEST}]}
     missing = 'portside_feature_rows_missing_total{view="user_daily_aggregates"}'
     text = metrics_page(server)
