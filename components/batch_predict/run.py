@@ -124,7 +124,7 @@ def run(
     out = Path(predictions)
     out.mkdir(parents=True, exist_ok=True)
     columns = _output_columns(service, timestamp, kept, spec.output)
-    connection = _connection(engine)
+    connection = _connection(engine, chunk_rows)
     scorer = _Scorer(
         store, service, engine, model, timestamp, point_in_time, version, columns, connection
     )
@@ -162,10 +162,11 @@ def _load_model(registry: object, model_version: str) -> tuple[str, str | None, 
         return ref.version, ref.content_hash, ServingModel(registry.champion_files(ref, scratch))
 
 
-def _connection(engine: str) -> object:
-    import duckdb
+def _connection(engine: str, chunk_rows: int) -> object:
+    """One DuckDB connection for every chunk, sized for a chunk's join."""
+    from components.features.pit_join import join_connection
 
-    return duckdb.connect() if engine == "duckdb" else None
+    return join_connection(chunk_rows) if engine == "duckdb" else None
 
 
 def _check_model_inputs(

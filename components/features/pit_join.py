@@ -37,6 +37,13 @@ MATCHED = "__portside_matched"
 JOIN_FETCH_RATIO = 4
 # Match by brute-force pairs (`_pairs_query`) when entity rows <= distinct keys * this.
 PAIRS_ROWS_PER_KEY = 2
+# DuckDB's memory limit for a join of N entity rows: BASE + N * PER_ROW. Left to itself it keeps
+# up to 80% of the machine's memory in its buffer pool, caching source pages a small join does
+# not need (at 10k entity rows over 3M source rows: ~100 MB of a 0.39 GB peak; 100 MB holds it
+# at the same speed). Measured here: 100 MB at 10k rows, 370 MB at 100k and 3 GB at 1M cost
+# no time; 100 MB at 100k took 1.45 -> 2.15 s, and 64 MB spilled at 1M.
+MEMORY_BASE_MB = 70
+MEMORY_PER_ROW_KB = 3
 # (event, created) packed into one HUGEINT, ordered as the pair: created is a signed 64-bit
 # number of microseconds, so event * 2**64 + created never reaches the next event value.
 PACK = 2**64
@@ -208,6 +215,25 @@ def _fetch_features(
     return fetched.take(rows), rows.is_valid()
 
 
+def join_connection(entity_rows: int) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection sized for joining `entity_rows` rows (see MEMORY_BASE_MB)."""
+    import duckdb
+
+    megabytes = MEMORY_BASE_MB + entity_rows * MEMORY_PER_ROW_KB // 1024
+    connection = duckdb.connect()
+    ((default,),) = connection.sql("SELECT current_setting('memory_limit')").fetchall()
+    if megabytes < _megabytes(default):  # never above DuckDB's own (cgroup-aware) default
+        connection.execute(f"SET memory_limit = '{megabytes}MB'")
+    return connection
+
+
+def _megabytes(setting: str) -> float:
+    """DuckDB's memory_limit as it prints it ("18.8 GiB", "953.6 MiB") in MB."""
+    number, unit = setting.split()
+    scale = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
+    return float(number) * scale / 1e6
+
+
 def _ttl_us(ttl: timedelta) -> int:
     return ttl // timedelta(microseconds=1)
 
@@ -233,14 +259,13 @@ def point_in_time_join(
     The entity timestamp column must already be a UTC microsecond timestamp (see
     `components.features.entity_rows.normalize_timestamps`).
     """
-    import duckdb
 
     if semantics not in ("as_known", "feast"):
         raise ValueError(f"semantics must be 'as_known' or 'feast', got {semantics!r}")
     _check_names(entity_rows, views)
     if not views:
         return entity_rows
-    con = connection or duckdb.connect()
+    con = connection or join_connection(entity_rows.num_rows)
     con.execute("SET TimeZone = 'UTC'")  # naive source timestamps are UTC, as in Feast
     for view in views:
         narrow, keys, span = _narrow_entities(entity_rows, view, event_timestamp_column)
