@@ -128,7 +128,13 @@ def run(
     scorer = _Scorer(
         store, service, engine, model, timestamp, point_in_time, version, columns, connection
     )
-    totals, without_history = _score_chunks(rows, path, scorer, chunk_rows, out / PREDICTIONS_FILE)
+    try:
+        totals, without_history = _score_chunks(
+            rows, path, scorer, chunk_rows, out / PREDICTIONS_FILE
+        )
+    finally:
+        if connection is not None:
+            connection.close()
     result = BatchPredictions(
         model_name=model_name,
         model_version=version,

@@ -266,6 +266,21 @@ def point_in_time_join(
     if not views:
         return entity_rows
     con = connection or join_connection(entity_rows.num_rows)
+    try:
+        return _join_views(con, entity_rows, views, event_timestamp_column, semantics, flag_history)
+    finally:
+        if connection is None:  # opened here
+            con.close()
+
+
+def _join_views(
+    con: duckdb.DuckDBPyConnection,
+    entity_rows: pa.Table,
+    views: list[ViewSource],
+    event_timestamp_column: str,
+    semantics: Semantics,
+    flag_history: bool,
+) -> pa.Table:
     con.execute("SET TimeZone = 'UTC'")  # naive source timestamps are UTC, as in Feast
     for view in views:
         narrow, keys, span = _narrow_entities(entity_rows, view, event_timestamp_column)

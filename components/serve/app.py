@@ -50,6 +50,7 @@ log = logging.getLogger("portside.serve")
 SERVER_NAME = "portside"
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 # How old the online values a lookup read are: a minute up to a month (materialization lag).
+SHADOW_MAX_PENDING_ROWS = 10_000
 AGE_BUCKETS = (60, 300, 900, 3600, 6 * 3600, 86400, 2 * 86400, 7 * 86400, 30 * 86400)
 
 
@@ -70,6 +71,8 @@ class Metrics:
     feature_age: Any
     missing_rows: Any
     shadow_errors: Any
+    shadow_dropped: Any
+    canary_fallbacks: Any
 
     @classmethod
     def create(cls, prediction_log: PredictionLog | None = None) -> Metrics:
@@ -125,6 +128,16 @@ class Metrics:
                 "Requests the shadow model could not score (never seen by clients)",
                 registry=registry,
             ),
+            shadow_dropped=Counter(
+                "portside_shadow_dropped",
+                "Requests not shadowed: the shadow's queue was full",
+                registry=registry,
+            ),
+            canary_fallbacks=Counter(
+                "portside_canary_fallbacks",
+                "Canary requests the canary could not score, answered by the champion",
+                registry=registry,
+            ),
         )
 
     def observe_ages(self, ages_s: dict[str, list[float | None]]) -> None:
@@ -172,7 +185,12 @@ class _PredictionLogCollector:
             yield CounterMetricFamily(f"portside_prediction_log_{name}", doc, value=value)
 
 
-def scorer(metrics: Metrics) -> Callable[[Loaded, list[dict[str, Any]]], Any]:
+def scorer(
+    metrics: Metrics, observe_ages: bool = True
+) -> Callable[[Loaded, list[dict[str, Any]]], Any]:
+    """The blocking score function of a batcher; `observe_ages`: export the feature age of
+    what it reads (off for the shadow, whose reads repeat the answer's)."""
+
     def score(loaded: Loaded, rows: list[dict[str, Any]]) -> tuple[np.ndarray, pa.Table]:
         """The model's scores for `rows` and the feature table it scored (blocking)."""
         try:
@@ -183,7 +201,8 @@ def scorer(metrics: Metrics) -> Callable[[Loaded, list[dict[str, Any]]], Any]:
             raise Unavailable(
                 f"online store unavailable: {type(error).__name__}: {error}"
             ) from None
-        metrics.observe_ages(read.ages_s)
+        if observe_ages:
+            metrics.observe_ages(read.ages_s)
         return loaded.model.predict(read.table), read.table
 
     return score
@@ -236,6 +255,11 @@ def create_app(
         individual_errors=(RequestError,),
     )
     metrics.registry.register(_BatcherCollector(batcher))
+    # The shadow has a batcher of its own, so its batches never hold up the answers, and a
+    # bound: past SHADOW_MAX_PENDING_ROWS rows waiting, shadow work is dropped and counted.
+    shadow_batcher = Batcher(
+        scorer(metrics, observe_ages=False), settings.max_batch_rows, 1, (RequestError,)
+    )
     holder = arms.champion
 
     def record(arm: str, loaded: Loaded, scores: np.ndarray, frame: pa.Table, request_id: str):
@@ -251,13 +275,24 @@ def create_app(
         return loaded
 
     async def scored(parse: Callable[[Loaded], ScoringRequest]) -> Scored:
-        """Parse the request for the model of its arm, score it and log it."""
+        """Parse the request for the model of its arm, score it and log it. A canary that
+        cannot score a request the champion can leaves it to the champion (counted)."""
         served = champion()
         parsed = parse(served)
         choice = arms.answering(served, parsed.rows[0])
-        if choice.loaded.field_types != served.field_types:
-            parsed = parse(choice.loaded)
-        scores, frame = await batcher.score(choice.loaded, parsed.rows)
+        try:
+            if choice.loaded is not served:  # its fields and outputs may differ
+                parsed = parse(choice.loaded)
+            scores, frame = await batcher.score(choice.loaded, parsed.rows)
+        except (RequestError, Unavailable) as error:
+            if choice.loaded is served:
+                raise
+            metrics.canary_fallbacks.inc()
+            log.warning(
+                "canary v%s could not score, the champion does: %s", choice.loaded.version, error
+            )
+            choice, parsed = Choice(CHAMPION_ARM, served), parse(served)
+            scores, frame = await batcher.score(served, parsed.rows)
         request_id = parsed.request_id or uuid.uuid4().hex
         metrics.instances.labels(choice.arm).inc(len(parsed.rows))
         record(choice.arm, choice.loaded, scores, frame, request_id)
@@ -265,21 +300,24 @@ def create_app(
 
     def in_shadow(answer: Scored, parse: Callable[[Loaded], ScoringRequest]):
         """The shadow model's scoring of the same request, run after the answer is sent."""
-        shadow = arms.shadowing()
+        shadow = arms.shadowing(answer.loaded)
         if shadow is None:
             return None
 
         async def run() -> None:
+            if shadow_batcher.pending_rows >= SHADOW_MAX_PENDING_ROWS:
+                metrics.shadow_dropped.inc()  # the shadow is behind: never queue without bound
+                return
             try:
                 same_input = shadow.field_types == answer.loaded.field_types
                 parsed = answer.parsed if same_input else parse(shadow)
-                scores, frame = await batcher.score(shadow, parsed.rows)
+                scores, frame = await shadow_batcher.score(shadow, parsed.rows)
+                record(SHADOW_ARM, shadow, scores, frame, answer.request_id)
             except Exception as error:  # noqa: BLE001  (a shadow never fails a request)
                 metrics.shadow_errors.inc()
                 log.warning("shadow v%s could not score: %s", shadow.version, error)
                 return
             metrics.instances.labels(SHADOW_ARM).inc(len(parsed.rows))
-            record(SHADOW_ARM, shadow, scores, frame, answer.request_id)
 
         return BackgroundTask(run)
 
@@ -373,10 +411,7 @@ def create_app(
         return JSONResponse(
             {
                 "name": settings.model_name,
-                "versions": [
-                    loaded.version,
-                    *[h.current.version for h in arms.holders()[1:] if h.current is not None],
-                ],
+                "versions": [served.version for arm, served in served_arms() if arm != SHADOW_ARM],
                 "platform": "tensorflow_savedmodel",
                 "inputs": [
                     {"name": name, "datatype": _oip_datatype(kind), "shape": [-1]}

@@ -53,7 +53,7 @@ class Arms:
     def answering(self, champion: Loaded, first_row: dict[str, Any]) -> Choice:
         """The arm whose model answers a request whose first instance is `first_row`; the
         champion when the canary's model is not loaded (health says why)."""
-        challenger = self.challenger.current if self.challenger else None
+        challenger = self._challenger(champion)
         if challenger is None or self.shadow or self.canary_percent <= 0:
             return Choice(CHAMPION_ARM, champion)
         keys = [first_row.get(key) for key in champion.lookup.service.join_keys]
@@ -61,8 +61,12 @@ class Arms:
             return Choice(CANARY_ARM, challenger)
         return Choice(CHAMPION_ARM, champion)
 
-    def shadowing(self) -> Loaded | None:
+    def shadowing(self, champion: Loaded) -> Loaded | None:
         """The shadow model to score the request beside the answer, if there is one."""
-        if self.shadow and self.challenger is not None:
-            return self.challenger.current
-        return None
+        return self._challenger(champion) if self.shadow else None
+
+    def _challenger(self, champion: Loaded) -> Loaded | None:
+        """The loaded challenger, unless it is the version the champion serves (the champion
+        alias moved onto it): comparing a model with itself is no A/B."""
+        loaded = self.challenger.current if self.challenger else None
+        return None if loaded is None or loaded.version == champion.version else loaded

@@ -54,6 +54,11 @@ class Batcher:
         self._pending: list[_Pending] = []
         self._running = 0
 
+    @property
+    def pending_rows(self) -> int:
+        """Rows waiting for a batch (not the ones being scored)."""
+        return sum(len(pending.rows) for pending in self._pending)
+
     async def score(self, model: Any, rows: list[dict[str, Any]]) -> Scored:
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(model, rows, future))
