@@ -54,14 +54,14 @@ def test_an_unloaded_challenger_leaves_every_request_to_the_champion():
     arms = _arms(None, canary_percent=100)
     choice = arms.answering(arms.champion.current, {"user_id": 7})
     assert (choice.arm, choice.loaded.version) == (CHAMPION_ARM, "3")
-    assert arms.shadowing() is None
+    assert arms.shadowing(arms.champion.current) is None
 
 
 def test_a_shadow_never_answers_but_scores_beside():
     arms = _arms(_loaded("1"), shadow=True)
     for user in range(200):
         assert arms.answering(arms.champion.current, {"user_id": user}).arm == CHAMPION_ARM
-    assert arms.shadowing().version == "1"
+    assert arms.shadowing(arms.champion.current).version == "1"
     assert arms.challenger_arm == "shadow"
 
 
