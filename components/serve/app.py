@@ -16,6 +16,7 @@ import math
 import struct
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -428,7 +429,9 @@ def create_app(
     async def metrics_page(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        metrics.model.clear()
+        with warnings.catch_warnings():  # Feast sets PROMETHEUS_MULTIPROC_DIR: a false alarm
+            warnings.simplefilter("ignore", UserWarning)
+            metrics.model.clear()
         for arm, served in served_arms():
             metrics.model.labels(settings.model_name, served.version, arm).set(1)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -165,6 +165,10 @@ def serve(
     graceful_shutdown_s: int = GRACEFUL_SHUTDOWN_S,
     access_log: bool = True,
 ) -> int:
+    # Before anything imports Feast: importing feast.metrics sets PROMETHEUS_MULTIPROCESS_DIR,
+    # which turns prometheus_client (when imported after it) into its multiprocess mode, where
+    # the server's per-app registry would share values and could not clear the version gauge.
+    import prometheus_client  # noqa: F401
     import uvicorn
 
     from components.push.champion import open_registry
