@@ -279,7 +279,7 @@ def create_app(
         """Parse the request for the model of its arm, score it and log it. A canary that
         cannot score a request the champion can leaves it to the champion (counted)."""
         served = champion()
-        parsed = parse(served)
+        parsed = as_champion = parse(served)
         choice = arms.answering(served, parsed.rows[0])
         try:
             if choice.loaded is not served:  # its fields and outputs may differ
@@ -292,7 +292,7 @@ def create_app(
             log.warning(
                 "canary v%s could not score, the champion does: %s", choice.loaded.version, error
             )
-            choice, parsed = Choice(CHAMPION_ARM, served), parse(served)
+            choice, parsed = Choice(CHAMPION_ARM, served), as_champion
             scores, frame = await batcher.score(served, parsed.rows)
         request_id = parsed.request_id or uuid.uuid4().hex
         metrics.instances.labels(choice.arm).inc(len(parsed.rows))
