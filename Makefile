@@ -9,13 +9,25 @@ DEMO_TRANSACTIONS ?= 200000
 # TensorFlow's INFO lines (oneDNN, CPU features) drown the demo's own output.
 export TF_CPP_MIN_LOG_LEVEL ?= 1
 
-.PHONY: setup demo test bench lint format clean requirements image airflow
+.PHONY: setup setup-tfx demo test bench lint format clean requirements image tfx-image airflow
 
 setup:  ## create/refresh the main environment (.venv, Python 3.11) from uv.lock
 	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv with pip"; \
 		python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv; }
 	$(UV) sync --frozen --all-extras --python 3.11 --quiet
 	@mkdir -p data
+	@$(MAKE) --no-print-directory setup-tfx
+
+# The TFX environment (.venv-tfx, Python 3.10, deploy/tfx/uv.lock). Without a Python 3.10 it is
+# not built, loudly: `portside run --tfx` then says so and the TFX tests are reported skipped.
+setup-tfx:
+	@if python=$$(deploy/tfx/find_python.sh); then \
+		UV_PROJECT_ENVIRONMENT="$(CURDIR)/.venv-tfx" $(UV) sync --frozen --project deploy/tfx \
+			--python "$$python" --quiet; \
+	else \
+		echo "*** WARNING: no Python 3.10 found (python3.10, pyenv versions, \$$TFX_PYTHON):"; \
+		echo "*** the TFX environment .venv-tfx is NOT built; TFX tests will be skipped. ***"; \
+	fi
 
 # Each command prints a few summary lines; `portside run --local --verbose` shows kfp.local's
 # and the tasks' logs (always kept in the run folder's logs/).
@@ -54,14 +66,23 @@ format: setup
 clean:  ## remove generated data (the Feast registry, online store and sources)
 	rm -rf data
 
+# The TFX image's requirements: the lock of deploy/tfx without the project (its wheel comes in).
+TFX_EXPORT := --no-dev --no-emit-project --no-emit-package portside --no-header --quiet
 IMAGE_EXTRAS := --extra features --extra validate --extra train --extra registry --extra kfp --extra serve
 
-requirements:  ## pinned requirements of the component image, from uv.lock (Airflow not included)
+requirements:  ## pinned requirements of the images: component (uv.lock, no Airflow), TFX (deploy/tfx/uv.lock)
 	$(UV) export --frozen --no-dev --no-emit-project --no-header $(IMAGE_EXTRAS) \
 		--output-file deploy/requirements/component.txt --quiet
+	$(UV) export --frozen --project deploy/tfx $(TFX_EXPORT) --output-file deploy/requirements/tfx.txt
 
 image: requirements  ## build the component image (needs a Docker engine), tag = package version
 	$(UV) build --wheel --out-dir dist
 	docker build -f deploy/component.Dockerfile \
 		--build-arg VERSION=$$($(PY) -c 'import importlib.metadata as m; print(m.version("portside"))') \
 		-t $$($(PY) -c 'from components.image import component_image; print(component_image())') .
+
+tfx-image: requirements  ## build the TFX pipeline's image (needs a Docker engine), tag = package version
+	$(UV) build --wheel --out-dir dist
+	docker build -f deploy/tfx.Dockerfile \
+		--build-arg VERSION=$$($(PY) -c 'import importlib.metadata as m; print(m.version("portside"))') \
+		-t $$($(PY) -c 'from components.image import tfx_image; print(tfx_image())') .

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.metadata
 
 DEFAULT_REPOSITORY = "us-docker.pkg.dev/portside-project/portside/components"
+# The TFX pipeline's image (deploy/tfx.Dockerfile): TFX 1.16 and the components, without Feast.
+DEFAULT_TFX_REPOSITORY = "us-docker.pkg.dev/portside-project/portside/tfx"
 
 
 def package_version() -> str:
@@ -16,4 +18,9 @@ def package_version() -> str:
 
 def component_image(repository: str = DEFAULT_REPOSITORY) -> str:
     """`<repository>:<package version>`, e.g. .../components:0.1.0."""
+    return f"{repository}:{package_version()}"
+
+
+def tfx_image(repository: str = DEFAULT_TFX_REPOSITORY) -> str:
+    """`<repository>:<package version>`: the image every step of the TFX pipeline runs in."""
     return f"{repository}:{package_version()}"

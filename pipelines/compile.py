@@ -40,7 +40,10 @@ def compile_pipeline(
 
 
 def parameter_definitions(template: str | Path) -> dict[str, dict[str, Any]]:
-    """The compiled pipeline's parameters: {name: {"parameterType": ..., "defaultValue"?: ...}}."""
+    """The compiled pipeline's parameters: {name: {"parameterType": ..., "defaultValue"?: ...}}.
+
+    A KFP IR YAML, or a PipelineJob JSON (the TFX pipeline's KubeflowV2 output), which holds
+    the spec under `pipelineSpec`."""
     import yaml
 
     path = Path(template)
@@ -48,6 +51,7 @@ def parameter_definitions(template: str | Path) -> dict[str, dict[str, Any]]:
         raise ConfigurationError(f"{path}: compiled pipeline not found (portside compile)")
     try:
         spec = yaml.safe_load(path.read_text())
-        return dict(spec["root"]["inputDefinitions"]["parameters"])
-    except (yaml.YAMLError, KeyError, TypeError) as error:
+        spec = spec.get("pipelineSpec", spec)
+        return dict(spec["root"].get("inputDefinitions", {}).get("parameters", {}))
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as error:
         raise ConfigurationError(f"{path}: not a compiled KFP pipeline ({error})") from error

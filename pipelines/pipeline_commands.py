@@ -90,6 +90,17 @@ def _add_scale_out(parser: argparse.ArgumentParser) -> None:
 
 
 def _compile(args: argparse.Namespace) -> int:
+    if args.tfx:
+        from pipelines.tfx_commands import compile_tfx
+
+        if args.batch or args.train_machine_type:
+            raise ConfigurationError("--tfx compiles the TFX training pipeline only")
+        if not args.training_set_uri:
+            raise ConfigurationError(
+                "--tfx needs --training-set-uri: the features component's output folder "
+                "(gs://...) that the TFX pipeline imports"
+            )
+        return compile_tfx(args)
     if args.batch:  # the batch scoring pipeline: one Vertex AI batch prediction job
         from pipelines.batch_pipeline import DEFAULT_IR as BATCH_IR
         from pipelines.batch_pipeline import compile_batch_pipeline
@@ -107,6 +118,10 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.tfx:
+        from pipelines.tfx_commands import run_tfx
+
+        return run_tfx(args)
     if not args.local:
         raise ConfigurationError(
             "`portside run` runs the pipeline on this machine only: add --local (kfp.local, "
@@ -308,12 +323,26 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the batch scoring pipeline instead (a Vertex AI batch prediction job)",
     )
+    comp.add_argument(
+        "--tfx",
+        action="store_true",
+        help="the TFX pipeline instead (KubeflowV2 JSON for Vertex AI; needs .venv-tfx); "
+        "--image then names the TFX image",
+    )
+    comp.add_argument(
+        "--training-set-uri", help="--tfx: the features component's output folder (gs://...)"
+    )
     add_profile_arguments(comp)
     _add_scale_out(comp)
     comp.set_defaults(handler=_compile)
 
     run = commands.add_parser("run", help="run the training pipeline (--local: kfp.local here)")
     run.add_argument("--local", action="store_true", help="run with kfp.local on this machine")
+    run.add_argument(
+        "--tfx",
+        action="store_true",
+        help="run the TFX pipeline on LocalDagRunner (features here, then TFX in .venv-tfx)",
+    )
     _add_parameters(run, "data/sources/transactions.parquet")
     run.add_argument("--pipeline-root", default="data/pipeline_runs")
     run.add_argument("--cache-dir", default="data/cache")

@@ -31,6 +31,10 @@ class PipelineDefaults:
     """Defaults of the pipeline's parameters: embedded (local run) or from a profile."""
 
     feature_repo: str = "feature_repo"
+    # The worked example's model: the pipelines' defaults, never the components'.
+    feature_service: str = "fraud_model_v1"
+    label_column: str = "is_fraud"
+    serving_output: str = "fraud_probability"
     expectation_suite: str = "feature_repo/expectations/fraud_model_v1.json"
     model_name: str = "fraud_model"
     tracking_uri: str = ""  # empty: the embedded SQLite file under data/mlflow
@@ -119,9 +123,9 @@ def create_pipeline(
     def training_pipeline(
         entity_rows_uri: str,
         feature_repo: str = d.feature_repo,
-        feature_service: str = "fraud_model_v1",
-        label_column: str = "is_fraud",
-        serving_output: str = "fraud_probability",
+        feature_service: str = d.feature_service,
+        label_column: str = d.label_column,
+        serving_output: str = d.serving_output,
         point_in_time: str = "as_known",
         features_engine: str = "auto",
         rows_from: str = "",

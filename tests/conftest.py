@@ -114,6 +114,20 @@ def fresh_workspace(workspace: FeatureWorkspace, tmp_path: Path) -> FeatureWorks
     return ws
 
 
+@pytest.fixture(scope="session")
+def tfx_python() -> Path:
+    """The TFX environment's interpreter. Skipped, with the reason, only where this machine has
+    no Python 3.10 (then `make setup` cannot build .venv-tfx and says so); a missing .venv-tfx
+    beside an installed 3.10 is a failure."""
+    python = ROOT / ".venv-tfx" / "bin" / "python"
+    if python.is_file():
+        return python
+    found = subprocess.run([str(ROOT / "deploy" / "tfx" / "find_python.sh")], capture_output=True)
+    if found.returncode != 0:
+        pytest.skip("no Python 3.10 here: `make setup` did not build the TFX environment")
+    pytest.fail(f"{python} is missing although {found.stdout.decode().strip()} exists: make setup")
+
+
 def assert_same_values(left, right, columns: list[str]) -> None:
     """Equal values per column, nulls in the same places, floats to 1e-9 relative."""
     import numpy as np

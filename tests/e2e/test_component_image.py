@@ -48,6 +48,23 @@ def test_image_requirements_are_exported_from_the_lock():
     assert "apache-airflow==" not in exported  # the image does not carry Airflow
 
 
+def test_tfx_image_requirements_are_exported_from_the_tfx_lock():
+    """deploy/requirements/tfx.txt as the Makefile's TFX_EXPORT exports it: TFX 1.16's stack
+    without the project (its wheel) and without Feast (it cannot live there)."""
+    flags = next(
+        line.split(":=", 1)[1].split()
+        for line in (ROOT / "Makefile").read_text().splitlines()
+        if line.startswith("TFX_EXPORT :=")
+    )
+    command = [*uv_command(), "export", "--frozen", "--project", "deploy/tfx", *flags]
+    exported = _run(command, cwd=ROOT).stdout
+    assert exported == (ROOT / "deploy" / "requirements" / "tfx.txt").read_text(), (
+        "run `make requirements`"
+    )
+    assert "\ntfx==1.16.0 " in exported and "\nfeast==" not in exported
+    assert "\nportside==" not in exported and "-e " not in exported
+
+
 def test_every_component_runs_from_the_image_environment(image_env, workspace, tmp_path):  # noqa: F811
     from components.registry import component_names
 

@@ -8,9 +8,12 @@ service account access), so the real code path runs and nothing leaves the machi
 
 from __future__ import annotations
 
+import json
+import os
 import re
 
 import pytest
+import yaml
 from vertex_loopback import LOCATION, Loopback, new_bucket_routes
 
 from components.errors import ConfigurationError, PortsideError
@@ -184,3 +187,48 @@ def test_labels_parse_and_reject_garbage():
     assert parse_labels(["team=fraud", "env=prod"]) == {"team": "fraud", "env": "prod"}
     with pytest.raises(ConfigurationError, match="not KEY=VALUE"):
         parse_labels(["team"])
+
+
+@pytest.fixture(scope="module")
+def tfx_template(tfx_python, tmp_path_factory):
+    """`portside compile --tfx` with the production profile: the KubeflowV2 job JSON."""
+    from conftest import BIN, ROOT, run_cli
+
+    output = tmp_path_factory.mktemp("tfx_ir") / "training_tfx.json"
+    profile = ROOT / "deploy" / "profiles" / "production.yaml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTSIDE_")}
+    command = [str(BIN / "portside"), "compile", "--tfx", "--profile", str(profile)]
+    command += ["--training-set-uri", "gs://ml-data/training_set", "-o", str(output)]
+    run_cli(command, cwd=ROOT, env=env)
+    return output
+
+
+def test_the_tfx_pipeline_compiles_for_vertex_and_submits(vertex, tfx_template):
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    from components.image import tfx_image
+
+    job = json.loads(tfx_template.read_text())
+    spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
+    assert spec.pipeline_info.name == "portside-training-tfx"
+    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+    steps = {name for name in executors if "Portside" in name or "TrainingSet" in name}
+    assert len(steps) == 5, sorted(executors)
+    # Every step, TFX's own included, runs in the project's TFX image.
+    assert {e["container"]["image"] for e in executors.values()} == {tfx_image()}
+    assert all("pipelines.tfx_components." in json.dumps(executors[name]) for name in steps), (
+        "a Portside step does not name its executor class by path"
+    )
+    titles = {
+        yaml.safe_load(artifact["artifactType"]["instanceSchema"])["title"]
+        for component in job["pipelineSpec"]["components"].values()
+        for artifact in component.get("outputDefinitions", {}).get("artifacts", {}).values()
+    }
+    assert "portside.ValidationResult" in titles
+    assert all(re.fullmatch(r"[a-z]+\.[A-Z]\w+", title) for title in titles), titles
+    name = submit(_target(vertex), tfx_template, {}, "fraud-tfx", credentials=_credentials())
+    assert name.startswith("projects/proj-1/locations/europe-west4/pipelineJobs/")
+    (request,) = vertex.find("POST", LOCATION + r"/pipelineJobs")
+    assert request.body["pipelineSpec"]["pipelineInfo"]["name"] == "portside-training-tfx"
+    assert request.body["serviceAccount"] == SERVICE_ACCOUNT

@@ -1,0 +1,61 @@
+"""The TFX bindings' generated source, checked without TFX (it is in the TFX environment only):
+one function per spec, the spec's artifacts and parameters as TFX annotations, Vertex-valid
+custom type names."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import pytest
+
+from components.registry import get_spec
+from components.spec import Artifact, ComponentSpec
+from pipelines.tfx_components import (
+    CODE_PARAMETER,
+    CUSTOM_TYPE_NAMES,
+    TFX_ARTIFACT_TYPES,
+    TFX_COMPONENTS,
+    component_name,
+    component_source,
+)
+
+
+@pytest.mark.parametrize("name", TFX_COMPONENTS)
+def test_each_spec_becomes_a_typed_tfx_function(name):
+    spec = get_spec(name)
+    (function,) = ast.parse(component_source(spec)).body
+    assert function.name == component_name(name) and function.name.startswith("Portside")
+    annotations = {a.arg: ast.unparse(a.annotation) for a in function.args.args}
+    for artifact in spec.inputs:
+        assert annotations[artifact.name] == f"InputArtifact[{TFX_ARTIFACT_TYPES[artifact.name]}]"
+    for artifact in spec.outputs:
+        assert annotations[artifact.name] == f"OutputArtifact[{TFX_ARTIFACT_TYPES[artifact.name]}]"
+    for param in spec.parameters:
+        assert annotations[param.name] == f"Parameter[{param.type.__name__}]"
+    assert annotations[CODE_PARAMETER] == "Parameter[str]"
+    # Required parameters (a model name) have no default; every other one keeps the spec's.
+    defaults = dict(
+        zip(
+            reversed([a.arg for a in function.args.args]),
+            reversed([ast.literal_eval(d) for d in function.args.defaults]),
+            strict=False,  # the arguments without a default come first and are left out
+        )
+    )
+    for param in spec.parameters:
+        if param.required:
+            assert param.name not in defaults
+        else:
+            assert defaults[param.name] == param.default
+
+
+def test_custom_artifact_types_fit_vertex_namespace_pattern():
+    assert CUSTOM_TYPE_NAMES
+    for type_name in CUSTOM_TYPE_NAMES.values():
+        assert re.fullmatch(r"[a-z]+\.[A-Z][A-Za-z]+", type_name)
+
+
+def test_an_artifact_without_a_tfx_type_is_refused_by_name():
+    spec = ComponentSpec("score", "Score.", "x:y", outputs=(Artifact("scores", "dataset", "d"),))
+    with pytest.raises(ValueError, match="score: artifact 'scores' has no TFX type"):
+        component_source(spec)
