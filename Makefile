@@ -4,6 +4,9 @@ SHELL := /bin/bash
 # (pip may put its script anywhere: a pyenv shim, ~/.local/bin, a venv).
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
+# This Makefile and its folder, for a `make -f path/to/Makefile` run from elsewhere.
+THIS_MAKEFILE := $(abspath $(firstword $(MAKEFILE_LIST)))
+PROJECT_DIR := $(dir $(THIS_MAKEFILE))
 PORTSIDE := .venv/bin/portside
 DEMO_TRANSACTIONS ?= 200000
 # TensorFlow's INFO lines (oneDNN, CPU features) drown the demo's own output.
@@ -11,18 +14,18 @@ export TF_CPP_MIN_LOG_LEVEL ?= 1
 
 .PHONY: setup setup-tfx demo test bench lint format clean requirements image tfx-image airflow
 
-setup:  ## create/refresh the main environment (.venv, Python 3.11) from uv.lock
+setup:  ## create/refresh the environments: .venv (Python 3.11, uv.lock), .venv-tfx (Python 3.10)
 	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv with pip"; \
 		python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv; }
 	$(UV) sync --frozen --all-extras --python 3.11 --quiet
 	@mkdir -p data
-	@$(MAKE) --no-print-directory setup-tfx
+	@$(MAKE) -f $(THIS_MAKEFILE) --no-print-directory setup-tfx
 
 # The TFX environment (.venv-tfx, Python 3.10, deploy/tfx/uv.lock). Without a Python 3.10 it is
 # not built, loudly: `portside run --tfx` then says so and the TFX tests are reported skipped.
 setup-tfx:
-	@if python=$$(deploy/tfx/find_python.sh); then \
-		UV_PROJECT_ENVIRONMENT="$(CURDIR)/.venv-tfx" $(UV) sync --frozen --project deploy/tfx \
+	@if python=$$($(PROJECT_DIR)deploy/tfx/find_python.sh); then \
+		UV_PROJECT_ENVIRONMENT="$(CURDIR)/.venv-tfx" $(UV) sync --frozen --project $(PROJECT_DIR)deploy/tfx \
 			--python "$$python" --quiet; \
 	else \
 		echo "*** WARNING: no Python 3.10 found (python3.10, pyenv versions, \$$TFX_PYTHON):"; \

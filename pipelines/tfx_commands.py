@@ -43,7 +43,7 @@ def tfx_settings_arguments(pairs: list[str]) -> list[str]:
     from pipelines.tfx_pipeline import TfxPipelineSettings
 
     known = {f.name for f in fields(TfxPipelineSettings) if f.default is not MISSING}
-    known -= {"metadata_path", "training_set_fingerprint"}
+    known -= {"metadata_path", "portside_cache_dir"}
     flags: list[str] = []
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -103,14 +103,12 @@ def run_tfx(args: argparse.Namespace) -> int:
         "run",
         "--training-set-uri",
         str(training_set),
-        "--training-set-fingerprint",
-        features["content_fingerprint"],
         "--pipeline-root",
         str(root / "artifacts"),
         "--metadata-path",
         str(metadata),
-        "--enable-cache",
-        "false" if args.no_cache else "true",
+        "--portside-cache-dir",
+        "" if args.no_cache else str(Path(args.cache_dir).resolve()),
         *flags,
     ]
     log = root / "tfx.log"
@@ -153,7 +151,9 @@ def compile_tfx(args: argparse.Namespace) -> int:
     profile = profile_from_args(args)
     defaults = profile.pipeline_defaults()
     output = Path(args.output or "training_tfx.json").resolve()
-    vertex_root = profile.vertex.pipeline_root or "gs://BUCKET/pipeline_root"
+    if not profile.vertex.pipeline_root:
+        raise ConfigurationError(f"{args.profile}: vertex.pipeline_root is required (gs://...)")
+    vertex_root = profile.vertex.pipeline_root
     command = [
         str(tfx_python()),
         "-m",
@@ -177,12 +177,16 @@ def compile_tfx(args: argparse.Namespace) -> int:
         defaults.vertex_project,
         "--vertex-location",
         defaults.vertex_location,
+        "--vertex-api-endpoint",
+        defaults.vertex_api_endpoint,
+        "--portside-cache-dir",
+        defaults.portside_cache_dir,
     ]
     if args.image:
         command += ["--image", args.image]
     done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
+    if done.returncode != 0 or not output.is_file():
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
         raise PortsideError(f"compiling the TFX pipeline failed:\n{tail}")
-    print(done.stdout.strip().splitlines()[-1])
+    print(f"wrote {output}")
     return 0

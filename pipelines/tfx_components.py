@@ -10,10 +10,16 @@ process that imports a class by its path builds them the same way.
 
 The artifacts are TFX's standard types where one fits, so Portside's steps sit next to
 StatisticsGen, SchemaGen, ExampleValidator and Pusher: the training set is an `Examples`
-artifact (`training_set.parquet` and `manifest.json` at its root, as the features component
-writes them, plus `Split-train/` as tf.Examples for TFX's components), the model a `Model`,
+artifact (`portside/` holding `training_set.parquet` and `manifest.json` as the features
+component wrote them, which Portside's steps read and hash; `Split-train/` the same rows as
+tf.Examples for TFX's components), the model a `Model`,
 evaluate's output a `ModelBlessing` (custom property `blessed`) and push's a `PushedModel`
 (`pushed`). Validate's output has no TFX counterpart: `portside.ValidationResult`.
+
+Caching is Portside's, as in the KFP binding: each step takes `portside_cache_dir` and the
+pipeline runs with TFX's cache off. TFX keys its cache on a step's class path, parameters and
+input artifacts only: not on the code, a parameter file's content (the expectation suite) or
+the registry's champion, which Portside's cache key and revalidation cover.
 
 This module runs only in the TFX environment (.venv-tfx); the source generation is plain
 Python and is tested in the main one too.
@@ -27,6 +33,7 @@ from typing import Any
 
 from components.registry import get_spec
 from components.spec import ComponentSpec
+from pipelines.kfp_components import CACHE_PARAMETER
 
 # The components of the training pipeline after `features`, which cannot run here (Feast).
 TFX_COMPONENTS = ("validate", "train", "evaluate", "push")
@@ -40,11 +47,12 @@ TFX_ARTIFACT_TYPES = {
 }
 # Vertex AI requires `namespace.TypeName` for custom artifact types.
 CUSTOM_TYPE_NAMES = {"ValidationResult": "portside.ValidationResult"}
-# Every generated component takes the code's hash: TFX's cache key holds the executor's class
-# path and parameters, not its code, so an edit would otherwise reuse stale results.
-CODE_PARAMETER = "portside_code"
-# Where the tf.Examples copy of the training set goes inside an Examples artifact.
+# Inside an Examples artifact: the tf.Examples split TFX's components read, and the folder
+# holding the training set as Portside's steps read it. A folder of its own: the tf.Examples
+# bytes differ from run to run (proto maps serialize in no fixed order), so they must stay
+# out of what Portside's cache key hashes.
 EXAMPLES_SPLIT = "train"
+TRAINING_SET_DIR = "portside"
 
 
 def component_name(spec_name: str) -> str:
@@ -62,7 +70,7 @@ def component_source(spec: ComponentSpec) -> str:
     for param in sorted(spec.parameters, key=lambda p: not p.required):
         default = "" if param.required else f" = {param.default!r}"
         signature.append(f"{param.name}: Parameter[{param.type.__name__}]{default}")
-    signature.append(f"{CODE_PARAMETER}: Parameter[str] = ''")
+    signature.append(f"{CACHE_PARAMETER}: Parameter[str] = ''")
     artifacts = ", ".join(f"{a.name!r}: {a.name}" for a in (*spec.inputs, *spec.outputs))
     params = ", ".join(f"{p.name!r}: {p.name}" for p in spec.parameters)
     doc = spec.doc.split("\n")[0].replace('"""', "'")
@@ -70,7 +78,7 @@ def component_source(spec: ComponentSpec) -> str:
         f"def {component_name(spec.name)}({', '.join(signature)}) -> None:\n"
         f'    """{doc}"""\n'
         f"    from pipelines.tfx_shim import run_tfx_task\n"
-        f"    run_tfx_task({spec.name!r}, {{{artifacts}}}, {{{params}}})\n"
+        f"    run_tfx_task({spec.name!r}, {{{artifacts}}}, {{{params}}}, {CACHE_PARAMETER})\n"
     )
 
 
@@ -143,11 +151,8 @@ def _training_set_example_gen(tfx: Any) -> Any:
     def TrainingSetExampleGen(  # noqa: N802 (a TFX component class name)
         training_set_uri: Parameter[str],
         examples: OutputArtifact[standard_artifacts.Examples],
-        training_set_fingerprint: Parameter[str] = "",
-        portside_code: Parameter[str] = "",
     ) -> None:
-        """Import the training set the features component wrote (a folder, local or gs://);
-        the fingerprint (its manifest's) only keys TFX's cache."""
+        """Import the training set the features component wrote (a folder, local or gs://)."""
         from pipelines.tfx_shim import import_training_set
 
         import_training_set(training_set_uri, examples)

@@ -4,8 +4,10 @@
                           -> PortsideValidate -> PortsideTrain -> PortsideEvaluate -> PortsidePush
 
 The training set is the one the `features` component wrote (Feast cannot live in the TFX
-environment); TFX's data validation runs beside Portside's Great Expectations gate, which is the
-gate: a failed suite stops the pipeline at PortsideValidate and nothing is pushed. Portside's
+environment). TFX's data validation runs beside Portside's Great Expectations gate, which is the
+gate: a failed suite stops the pipeline at PortsideValidate and nothing is pushed. (With the
+schema SchemaGen infers from the same statistics, ExampleValidator flags little; a curated
+schema, imported with ImportSchemaGen, makes it a check of its own.) Portside's
 blessing (overall metrics, explicit margin against the champion) decides the push, not TFX's
 per-slice change thresholds.
 
@@ -28,6 +30,13 @@ from pipelines.training_pipeline import PipelineDefaults
 PIPELINE_NAME = "portside-training-tfx"
 
 
+def spec_default(component: str, parameter: str) -> Any:
+    """A parameter's default as the component's spec declares it (one place for it)."""
+    from components.registry import get_spec
+
+    return next(p.default for p in get_spec(component).parameters if p.name == parameter)
+
+
 @dataclass(frozen=True)
 class TfxPipelineSettings:
     """What one TFX pipeline run is made of: the features component's output, where TFX keeps
@@ -37,40 +46,33 @@ class TfxPipelineSettings:
     pipeline_root: str
     expectation_suite: str = PipelineDefaults.expectation_suite
     as_of: str = ""
-    # The features manifest's content_fingerprint: TFX caches the import on its parameters, so
-    # a new training set at the same URI must say so (`portside run --tfx` sets it).
-    training_set_fingerprint: str = ""
     serving_output: str = PipelineDefaults.serving_output
-    epochs: int = 8
-    seed: int = 7
-    min_roc_auc: float = 0.75
-    min_pr_auc: float = 0.10
-    max_regression: float = 0.01
+    epochs: int = spec_default("train", "epochs")
+    seed: int = spec_default("train", "seed")
+    min_roc_auc: float = spec_default("evaluate", "min_roc_auc")
+    min_pr_auc: float = spec_default("evaluate", "min_pr_auc")
+    max_regression: float = spec_default("evaluate", "max_regression")
     model_name: str = PipelineDefaults.model_name
     tracking_uri: str = PipelineDefaults.tracking_uri
     registry: str = PipelineDefaults.registry
     vertex_project: str = PipelineDefaults.vertex_project
     vertex_location: str = PipelineDefaults.vertex_location
     vertex_api_endpoint: str = PipelineDefaults.vertex_api_endpoint
+    # Portside's cache (local folder, or /gcs/... on Vertex AI); empty: every step runs.
+    portside_cache_dir: str = PipelineDefaults.portside_cache_dir
     # LocalDagRunner's ML Metadata store (SQLite); empty for a compiled pipeline (Vertex's own).
     metadata_path: str = ""
-    enable_cache: bool = True
 
 
 def create_pipeline(settings: TfxPipelineSettings) -> Any:
     """The tfx.dsl.Pipeline; the same object LocalDagRunner runs and KubeflowV2 compiles."""
     from tfx import v1 as tfx
 
-    from components.lineage import code_version
     from pipelines.tfx_components import tfx_components
 
     steps = tfx_components()
-    code = {"portside_code": code_version().source_hash}
-    examples = steps["examples"](
-        training_set_uri=settings.training_set_uri,
-        training_set_fingerprint=settings.training_set_fingerprint,
-        **code,
-    )
+    cache = {"portside_cache_dir": settings.portside_cache_dir}
+    examples = steps["examples"](training_set_uri=settings.training_set_uri)
     statistics = tfx.components.StatisticsGen(examples=examples.outputs["examples"])
     schema = tfx.components.SchemaGen(statistics=statistics.outputs["statistics"])
     anomalies = tfx.components.ExampleValidator(
@@ -80,7 +82,7 @@ def create_pipeline(settings: TfxPipelineSettings) -> Any:
         training_set=examples.outputs["examples"],
         suite=settings.expectation_suite,
         as_of=settings.as_of,
-        **code,
+        **cache,
     )
     train = steps["train"](
         training_set=examples.outputs["examples"],
@@ -89,7 +91,7 @@ def create_pipeline(settings: TfxPipelineSettings) -> Any:
         seed=settings.seed,
         output_name=settings.serving_output,
         tracking_uri=settings.tracking_uri,
-        **code,
+        **cache,
     )
     registry = dict(
         registry=settings.registry,
@@ -107,10 +109,10 @@ def create_pipeline(settings: TfxPipelineSettings) -> Any:
         min_pr_auc=settings.min_pr_auc,
         max_regression=settings.max_regression,
         **registry,
-        **code,
+        **cache,
     )
     push = steps["push"](
-        model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"], **registry, **code
+        model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"], **registry, **cache
     )
     metadata = None
     if settings.metadata_path:
@@ -123,7 +125,7 @@ def create_pipeline(settings: TfxPipelineSettings) -> Any:
         pipeline_root=settings.pipeline_root,
         components=[examples, statistics, schema, anomalies, validate, train, evaluate, push],
         metadata_connection_config=metadata,
-        enable_cache=settings.enable_cache,
+        enable_cache=False,  # Portside's cache instead (see pipelines.tfx_components)
     )
 
 

@@ -15,20 +15,30 @@ from components.common.artifacts import MANIFEST_FILE, TRAINING_SET_FILE
 from components.errors import GateFailed, InputDataError
 from components.registry import get_spec
 from components.runtime import execute
-from pipelines.kfp_shim import summary_line
+from pipelines.kfp_shim import summary_line, with_artifact_uris
 
 # TFX's own Evaluator leaves one of these files in a ModelBlessing; Pusher reads the property.
 BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
 
 
-def run_tfx_task(name: str, artifacts: dict[str, Any], parameters: dict[str, Any]) -> None:
-    """Run component `name` on the artifacts' URIs. A gate failure fails the TFX pipeline, or,
+def run_tfx_task(
+    name: str, artifacts: dict[str, Any], parameters: dict[str, Any], cache_dir: str = ""
+) -> None:
+    """Run component `name` on the artifacts' files. A gate failure fails the TFX pipeline, or,
     for a component whose gate only skips it (push of an unblessed model), is recorded in its
     output (`pushed` = 0)."""
     spec = get_spec(name)
-    paths = {key: artifact.uri for key, artifact in artifacts.items()}
+    from pipelines.tfx_components import TFX_ARTIFACT_TYPES, TRAINING_SET_DIR
+
+    uris = {key: artifact.uri for key, artifact in artifacts.items()}
+    paths = {key: local_path(uri) for key, uri in uris.items()}
+    for key in paths:  # an Examples artifact: Portside's steps read its training set folder
+        if TFX_ARTIFACT_TYPES.get(key) == "Examples":
+            paths[key] = os.path.join(paths[key], TRAINING_SET_DIR)
+    # registry=vertex: push uploads from the model artifact's own gs:// URI, as under KFP.
+    parameters = with_artifact_uris(name, parameters, uris)
     try:
-        manifest = execute(spec, {**paths, **parameters}, cache_dir=None)
+        manifest = execute(spec, {**paths, **parameters}, cache_dir=cache_dir or None)
     except GateFailed as failed:
         if spec.on_gate_failed != "skip":
             raise
@@ -46,11 +56,18 @@ def run_tfx_task(name: str, artifacts: dict[str, Any], parameters: dict[str, Any
         pushed.set_string_custom_property("pushed_destination", str(result.get("location", "")))
 
 
+def local_path(uri: str) -> str:
+    """Where a task sees an artifact as files: gs://BUCKET/P is /gcs/BUCKET/P on Vertex AI
+    Pipelines (Cloud Storage FUSE, as KFP's `.path`); a local URI is its own path."""
+    return "/gcs/" + uri[len("gs://") :] if uri.startswith("gs://") else uri
+
+
 def _mark_blessing(blessing: Any, blessed: bool) -> None:
+    from tfx.utils import io_utils
+
     blessing.set_int_custom_property("blessed", int(blessed))
     marker = BLESSED_FILE if blessed else NOT_BLESSED_FILE
-    with open(os.path.join(blessing.uri, marker), "w"):
-        pass
+    io_utils.write_string_file(os.path.join(blessing.uri, marker), "")
 
 
 def _mark_not_pushed(artifacts: dict[str, Any]) -> None:
@@ -59,15 +76,17 @@ def _mark_not_pushed(artifacts: dict[str, Any]) -> None:
 
 
 def import_training_set(training_set_uri: str, examples: Any) -> None:
-    """Copy the features component's training set (local or gs://) into `examples`: as it is at
-    the artifact's root (what Portside's steps read), and as tf.Examples in `Split-train/`
-    (what StatisticsGen and TFX's other components read)."""
+    """Copy the features component's training set (local or gs://) into `examples`: as it is in
+    `portside/` (what Portside's steps read), and as tf.Examples in `Split-train/` (what
+    StatisticsGen and TFX's other components read)."""
     from tfx.components.util import examples_utils
     from tfx.dsl.io import fileio
     from tfx.proto import example_gen_pb2
 
-    from pipelines.tfx_components import EXAMPLES_SPLIT
+    from pipelines.tfx_components import EXAMPLES_SPLIT, TRAINING_SET_DIR
 
+    training_set_dir = os.path.join(examples.uri, TRAINING_SET_DIR)
+    fileio.makedirs(training_set_dir)
     for name in (TRAINING_SET_FILE, MANIFEST_FILE):
         source = os.path.join(training_set_uri, name)
         if not fileio.exists(source):
@@ -75,11 +94,11 @@ def import_training_set(training_set_uri: str, examples: Any) -> None:
                 f"{source}: not found; the features component writes it "
                 "(`portside run --tfx` runs it first)"
             )
-        fileio.copy(source, os.path.join(examples.uri, name), overwrite=True)
+        fileio.copy(source, os.path.join(training_set_dir, name), overwrite=True)
     split_dir = os.path.join(examples.uri, f"Split-{EXAMPLES_SPLIT}")
     fileio.makedirs(split_dir)
     rows = write_tf_examples(
-        os.path.join(examples.uri, TRAINING_SET_FILE),
+        os.path.join(training_set_dir, TRAINING_SET_FILE),
         os.path.join(split_dir, "data_tfrecord-00000-of-00001.gz"),
     )
     examples.split_names = json.dumps([EXAMPLES_SPLIT])
@@ -107,7 +126,10 @@ def write_tf_examples(parquet_path: str, tfrecord_path: str, batch_rows: int = 6
         parquet = pq.ParquetFile(source)
         with tf.io.TFRecordWriter(tfrecord_path, options="GZIP") as writer:
             for batch in parquet.iter_batches(batch_rows):
-                lists = [_as_feature_list(column) for column in batch.columns]
+                lists = [
+                    _as_feature_list(column, name)
+                    for column, name in zip(batch.columns, batch.schema.names, strict=True)
+                ]
                 for record in RecordBatchToExamples(
                     pa.RecordBatch.from_arrays(lists, names=batch.schema.names)
                 ):
@@ -116,20 +138,28 @@ def write_tf_examples(parquet_path: str, tfrecord_path: str, batch_rows: int = 6
     return rows
 
 
-def _as_feature_list(column: Any) -> Any:
+def _as_feature_list(column: Any, name: str = "") -> Any:
     """One value per row as tf.Example wants it: a list of 0 (null) or 1 int64/float/bytes."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     kind = column.type
-    if pa.types.is_timestamp(kind):
-        column = column.cast(pa.timestamp("us", tz=kind.tz)).cast(pa.int64())
+    if pa.types.is_dictionary(kind):
+        column, kind = column.dictionary_decode(), kind.value_type
+    if pa.types.is_timestamp(kind):  # microseconds, as the training set stores them
+        column = pc.cast(column, pa.timestamp("us", tz=kind.tz), safe=False).cast(pa.int64())
     elif pa.types.is_boolean(kind) or pa.types.is_integer(kind):
         column = column.cast(pa.int64())
     elif pa.types.is_floating(kind):
         column = column.cast(pa.float32())
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         column = column.cast(pa.binary())
+    elif not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
+        raise InputDataError(
+            f"training set column {name!r} is {kind}: a tf.Example holds integers, floats, "
+            "text and timestamps only"
+        )
     valid = np.asarray(column.is_valid(), dtype=bool)
     offsets = np.r_[0, np.cumsum(valid)].astype(np.int32)
     null_row = np.r_[~valid, False]

@@ -204,10 +204,12 @@ def tfx_template(tfx_python, tmp_path_factory):
 
 
 def test_the_tfx_pipeline_compiles_for_vertex_and_submits(vertex, tfx_template):
+    from conftest import ROOT
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
 
     from components.image import tfx_image
+    from pipelines.profile import load_profile
 
     job = json.loads(tfx_template.read_text())
     spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
@@ -227,6 +229,20 @@ def test_the_tfx_pipeline_compiles_for_vertex_and_submits(vertex, tfx_template):
     }
     assert "portside.ValidationResult" in titles
     assert all(re.fullmatch(r"[a-z]+\.[A-Z]\w+", title) for title in titles), titles
+    # What the profile compiled in: the training set, the in-image suite, the shared registry;
+    # TFX's cache off on every task (Portside's cache decides, see pipelines.tfx_components).
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert not any(t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())
+
+    def constant(task: str, name: str):
+        value = tasks[task]["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]
+        return next(iter(value.values()))
+
+    profile = load_profile(ROOT / "deploy" / "profiles" / "production.yaml", environ={})
+    assert constant("TrainingSetExampleGen", "training_set_uri") == "gs://ml-data/training_set"
+    assert constant("PortsideValidate", "suite") == profile.image.expectation_suite
+    for task in ("PortsideTrain", "PortsideEvaluate", "PortsidePush"):
+        assert constant(task, "tracking_uri") == profile.registry.tracking_uri
     name = submit(_target(vertex), tfx_template, {}, "fraud-tfx", credentials=_credentials())
     assert name.startswith("projects/proj-1/locations/europe-west4/pipelineJobs/")
     (request,) = vertex.find("POST", LOCATION + r"/pipelineJobs")
