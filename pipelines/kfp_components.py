@@ -1,21 +1,21 @@
 """KFP v2 components generated from the component specs: no hand-written copy per component.
 
 For each spec we generate the source of a typed lightweight component whose body calls
-`pipelines.kfp_shim.run_task` inside the project image, register that source in `linecache`
-(KFP reads it back with `inspect.getsource` to embed it in the IR), exec it and apply
+`pipelines.kfp_shim.run_task` inside the project image, define it (`pipelines.generated`: KFP
+reads the source back with `inspect.getsource` to embed it in the IR) and apply
 `dsl.component(base_image=<project image>, install_kfp_package=False)`: the image already
 holds kfp and the project, and kfp.local's SubprocessRunner runs the same component here.
 """
 
 from __future__ import annotations
 
-import linecache
 from dataclasses import dataclass
 from typing import Any
 
 from components.image import component_image
 from components.registry import component_names, get_spec
 from components.spec import ComponentSpec
+from pipelines.generated import define_function
 from pipelines.kfp_import import import_kfp
 
 KFP_ARTIFACT_TYPES = {
@@ -118,8 +118,6 @@ def kfp_component(spec: ComponentSpec, image: str | None = None) -> Any:
     )
 
     source = component_source(spec)
-    filename = f"<portside-kfp-{spec.name}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict[str, Any] = {
         "Input": Input,
         "Output": Output,
@@ -131,11 +129,8 @@ def kfp_component(spec: ComponentSpec, image: str | None = None) -> Any:
         "HTML": HTML,
         "NamedTuple": NamedTuple,
     }
-    # dont_inherit: this module's `from __future__ import annotations` would turn the
-    # annotations into strings, which KFP cannot read.
-    exec(compile(source, filename, "exec", dont_inherit=True), namespace)
-    function = namespace[spec.name]
-    function.__module__ = __name__
+    filename = f"<portside-kfp-{spec.name}>"
+    function = define_function(source, spec.name, namespace, __name__, filename)
     return dsl.component(function, base_image=image or component_image(), install_kfp_package=False)
 
 

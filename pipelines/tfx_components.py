@@ -28,11 +28,11 @@ Python and is tested in the main one too.
 # No `from __future__ import annotations`: TFX reads the component's types from real
 # annotation objects.
 import functools
-import linecache
 from typing import Any
 
 from components.registry import get_spec
 from components.spec import ComponentSpec
+from pipelines.generated import define_function
 from pipelines.kfp_components import CACHE_PARAMETER
 
 # The components of the training pipeline after `features`, which cannot run here (Feast).
@@ -130,11 +130,9 @@ def tfx_components() -> dict[str, Any]:
     built: dict[str, Any] = {}
     for name in TFX_COMPONENTS:
         source = component_source(get_spec(name))
-        filename = f"<portside-tfx-{name}>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        exec(compile(source, filename, "exec", dont_inherit=True), namespace)
-        function = namespace[component_name(name)]
-        function.__module__ = __name__
+        function = define_function(
+            source, component_name(name), namespace, __name__, f"<portside-tfx-{name}>"
+        )
         built[name] = tfx.dsl.components.component(function)
         setattr(module, component_name(name), built[name])
     built["examples"] = _training_set_example_gen(tfx)
