@@ -9,7 +9,6 @@ it there for Vertex AI.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -50,7 +49,7 @@ def tfx_settings_arguments(pairs: list[str]) -> list[str]:
         if not sep:
             raise ConfigurationError(f"--param {pair!r} is not NAME=VALUE")
         if name not in known:
-            names = "(" + ", ".join(sorted(known)) + ")"
+            names = ", ".join(sorted(known))
             raise ConfigurationError(
                 f"--param {name}: the TFX pipeline has no such parameter ({names})"
             )
@@ -88,10 +87,10 @@ def run_tfx(args: argparse.Namespace) -> int:
         },
         cache_dir=None if args.no_cache else args.cache_dir,
     )
-    features = json.loads((training_set / "manifest.json").read_text())
+    rows = (manifest.result or {}).get("rows_out", 0)
     print(
         f"features: {manifest.status} in {time.perf_counter() - started:.1f} s, "
-        f"{features['rows_out']:,} rows -> {training_set}"
+        f"{rows:,} rows -> {training_set}"
     )
     if "--as-of" not in flags:
         flags += ["--as-of", today_utc().isoformat()]
@@ -145,12 +144,15 @@ def _print_failure(log: Path) -> None:
 
 
 def compile_tfx(args: argparse.Namespace) -> int:
-    """The TFX pipeline compiled for Vertex AI (KubeflowV2), in .venv-tfx."""
+    """The TFX pipeline compiled for Vertex AI (KubeflowV2), in .venv-tfx, with the profile's
+    pipeline defaults for every setting the two pipelines share."""
     from pipelines.profile_args import profile_from_args
+    from pipelines.tfx_pipeline import TfxPipelineSettings
 
     profile = profile_from_args(args)
     defaults = profile.pipeline_defaults()
     output = Path(args.output or "training_tfx.json").resolve()
+    output.unlink(missing_ok=True)  # what exists after the run is this run's
     if not profile.vertex.pipeline_root:
         raise ConfigurationError(f"{args.profile}: vertex.pipeline_root is required (gs://...)")
     vertex_root = profile.vertex.pipeline_root
@@ -165,23 +167,10 @@ def compile_tfx(args: argparse.Namespace) -> int:
         args.training_set_uri,
         "--pipeline-root",
         vertex_root.rstrip("/") + "/tfx",
-        "--expectation-suite",
-        defaults.expectation_suite,
-        "--model-name",
-        defaults.model_name,
-        "--tracking-uri",
-        defaults.tracking_uri,
-        "--registry",
-        defaults.registry,
-        "--vertex-project",
-        defaults.vertex_project,
-        "--vertex-location",
-        defaults.vertex_location,
-        "--vertex-api-endpoint",
-        defaults.vertex_api_endpoint,
-        "--portside-cache-dir",
-        defaults.portside_cache_dir,
     ]
+    shared = {f.name for f in fields(TfxPipelineSettings)} & {f.name for f in fields(defaults)}
+    for name in sorted(shared):
+        command += ["--" + name.replace("_", "-"), str(getattr(defaults, name))]
     if args.image:
         command += ["--image", args.image]
     done = subprocess.run(command, capture_output=True, text=True)
