@@ -20,6 +20,7 @@ BENCHMARKS = (
     "dag_parse",
     "serving",
     "batch_predict",
+    "tfx",
 )
 
 

@@ -127,7 +127,7 @@ def write_tf_examples(parquet_path: str, tfrecord_path: str, batch_rows: int = 6
         with tf.io.TFRecordWriter(tfrecord_path, options="GZIP") as writer:
             for batch in parquet.iter_batches(batch_rows):
                 lists = [
-                    _as_feature_list(column, name)
+                    as_feature_list(column, name)
                     for column, name in zip(batch.columns, batch.schema.names, strict=True)
                 ]
                 for record in RecordBatchToExamples(
@@ -138,7 +138,7 @@ def write_tf_examples(parquet_path: str, tfrecord_path: str, batch_rows: int = 6
     return rows
 
 
-def _as_feature_list(column: Any, name: str = "") -> Any:
+def as_feature_list(column: Any, name: str = "") -> Any:
     """One value per row as tf.Example wants it: a list of 0 (null) or 1 int64/float/bytes."""
     import numpy as np
     import pyarrow as pa
