@@ -12,7 +12,7 @@ DEMO_TRANSACTIONS ?= 200000
 # TensorFlow's INFO lines (oneDNN, CPU features) drown the demo's own output.
 export TF_CPP_MIN_LOG_LEVEL ?= 1
 
-.PHONY: setup setup-tfx demo test bench lint format clean requirements image tfx-image airflow
+.PHONY: setup setup-tfx demo drift-demo test bench lint format clean requirements image tfx-image airflow
 
 setup:  ## create/refresh the environments: .venv (Python 3.11, uv.lock), .venv-tfx (Python 3.10)
 	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv with pip"; \
@@ -40,6 +40,9 @@ demo: setup  ## generate data, feast apply, materialize, run the training pipeli
 	$(PORTSIDE) features materialize --incremental
 	$(PORTSIDE) run --local
 	$(PORTSIDE) serve --demo --user-id 1 2 3 --amount 250 --merchant-category electronics
+
+drift-demo: setup  ## monitoring: data whose last 2 weeks drift, train before them, monitor, retrain (data/drift_demo/)
+	$(PY) -m pipelines.drift_demo
 
 # One pytest worker per core; a test file stays on one worker (its module fixtures start once).
 TEST_WORKERS ?= auto

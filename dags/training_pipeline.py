@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, chain
 
 from pipelines.airflow_assets import DRIFT_DETECTED, FEATURES_FRESH
-from pipelines.airflow_binding import Binding, run_end, run_start
+from pipelines.airflow_binding import Binding, entity_row_params, run_end, run_start
 
 # The runner, the folders and (tasks in the image) the production profile, read once.
 BINDING = Binding.from_environment()
@@ -31,13 +31,7 @@ DEFAULTS = BINDING.pipeline_defaults()
 
 # The worked example's names: the DAG's trigger form shows and takes them.
 PARAMS = {
-    "entity_rows": Param(
-        "data/sources/transactions.parquet",
-        type="string",
-        description="Labelled entity rows (Parquet; a gs:// URI on Vertex AI)",
-    ),
-    "feature_service": Param("fraud_model_v1", type="string", description="Feast FeatureService"),
-    "label_column": Param("is_fraud", type="string", description="Label column of the rows"),
+    **entity_row_params("Labelled entity rows (Parquet; a gs:// URI on Vertex AI)"),
     "model_name": Param(DEFAULTS.model_name, type="string", description="Registered model"),
     "serving_output": Param(
         "fraud_probability", type="string", description="Serving signature's output name"

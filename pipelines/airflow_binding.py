@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from airflow.sdk import BaseOperator, BaseOperatorLink
+from airflow.sdk import BaseOperator, BaseOperatorLink, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from components.errors import ConfigurationError
@@ -242,6 +242,23 @@ def runner_name(runner: str | None = None) -> str:
             f"{RUNNER_VARIABLE}={name!r}: the runner is one of {', '.join(RUNNERS)}"
         )
     return name
+
+
+# -- DAG params -----------------------------------------------------------------------------
+
+
+def entity_row_params(rows_description: str) -> dict[str, Param]:
+    """The trigger form's entity rows and the worked example's feature service and label: the
+    params every DAG that builds features shows."""
+    return {
+        "entity_rows": Param(
+            "data/sources/transactions.parquet", type="string", description=rows_description
+        ),
+        "feature_service": Param(
+            "fraud_model_v1", type="string", description="Feast FeatureService"
+        ),
+        "label_column": Param("is_fraud", type="string", description="Label column of the rows"),
+    }
 
 
 # -- templates ------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from components.errors import PortsideError
+from components.errors import ConfigurationError, PortsideError
 from pipelines.cache_commands import add_cache_commands
 from pipelines.deploy_commands import add_deploy_commands
 from pipelines.expectation_commands import add_expectation_commands
+from pipelines.monitor_commands import add_monitor_commands
 from pipelines.pipeline_commands import add_pipeline_commands
 from pipelines.progress import Ticker, is_terminal
 from pipelines.serving_commands import add_serving_commands
@@ -32,21 +33,32 @@ def _long_step(label: str, quiet: bool) -> tuple[bool, contextlib.AbstractContex
 
 
 def _data_generate(args: argparse.Namespace) -> int:
-    from synthetic_data import SyntheticDataConfig, generate
+    from datetime import timedelta
 
+    from synthetic_data import DriftScenario, SyntheticDataConfig, generate
+
+    end = args.end or today_utc()
+    drift = DriftScenario(start=end - timedelta(days=args.drift_days)) if args.drift_days else None
     config = SyntheticDataConfig(
         transactions=args.transactions,
         users=args.users,
         days=args.days,
-        end=args.end or today_utc(),
+        end=end,
         seed=args.seed,
         fraud_rate=args.fraud_rate,
+        drift=drift,
     )
+    try:
+        config.validate()
+    except ValueError as error:  # the field it names is a flag here
+        raise ConfigurationError(f"data generate: {error}") from error
     bar, step = _long_step("generating data", args.quiet)
     with step:
         data = generate(config, Path(args.out), progress=bar)
     tables = ", ".join(f"{name} {rows:,}" for name, rows in data.rows.items())
     print(f"data: {tables} rows; fraud rate {data.fraud_rate:.2%} -> {data.out_dir}")
+    if drift is not None:
+        print(f"data: drifted from {drift.start.isoformat()} ({drift.new_category!r} new)")
     return 0
 
 
@@ -154,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--fraud-rate", type=float, default=0.03)
+    gen.add_argument(
+        "--drift-days",
+        type=float,
+        default=0,
+        help="the last N days drift (higher amounts, a new merchant category, a changed fraud "
+        "pattern): the monitoring demo's data",
+    )
     gen.add_argument("--out", default="data/sources", help="output directory")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=_data_generate)
@@ -225,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_deploy_commands(commands)
     add_cache_commands(commands)
     add_expectation_commands(commands)
+    add_monitor_commands(commands)
     return parser
 
 

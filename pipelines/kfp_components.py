@@ -62,6 +62,7 @@ UI_OUTPUTS: dict[str, tuple[UiOutput, ...]] = {
         UiOutput("classification_metrics", "ClassificationMetrics", "evaluation", "metrics.json"),
         UiOutput("plots", "HTML", "evaluation", "*.png"),
     ),
+    "monitor": (UiOutput("report", "HTML", "monitoring", "report.html"),),
 }
 
 

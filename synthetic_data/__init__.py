@@ -5,6 +5,11 @@ It is example data, not pipeline code: the components never import it. `portside
 generate` writes it; the tests and benchmarks generate their inputs with it.
 """
 
-from synthetic_data.transactions import GeneratedData, SyntheticDataConfig, generate
+from synthetic_data.transactions import (
+    DriftScenario,
+    GeneratedData,
+    SyntheticDataConfig,
+    generate,
+)
 
-__all__ = ["GeneratedData", "SyntheticDataConfig", "generate"]
+__all__ = ["DriftScenario", "GeneratedData", "SyntheticDataConfig", "generate"]

@@ -58,6 +58,45 @@ HOURLY_WEIGHTS = np.array(
 WEEKDAY_WEIGHTS = np.array([0.95, 0.95, 1.0, 1.0, 1.1, 1.2, 1.0])
 
 IN_WINDOW_SIGNUP_SHARE = 0.05
+NIGHT_FRAUD_EFFECT = 0.5  # fraud logit offset of transactions before 05:00 UTC
+
+
+@dataclass(frozen=True)
+class DriftScenario:
+    """A drifted period at the end of the window, for the monitoring demo: from `start` on,
+    amounts grow, a merchant category the model never saw takes a share of the transactions,
+    and the fraud pattern changes (the new category is risky, night-time no longer is).
+
+    Drawn from a random stream of its own, so the rows before `start` are exactly those of the
+    same config without drift.
+    """
+
+    start: datetime
+    amount_scale: float = 1.6
+    new_category: str = "crypto_exchange"
+    new_category_share: float = 0.08
+    new_category_amount_factor: float = 2.5
+    new_category_risk: float = 2.0  # fraud logit offset, as CATEGORIES' last field
+    night_fraud_effect: float = 0.0  # replaces NIGHT_FRAUD_EFFECT
+
+    def validate(self, window_start: datetime, window_end: datetime) -> None:
+        if self.start.tzinfo is None:
+            raise ValueError(f"drift start must be timezone-aware, got {self.start!r}")
+        if not window_start < self.start < window_end:
+            raise ValueError(
+                f"drift start {self.start.isoformat()} is outside the data's window "
+                f"({window_start.isoformat()} to {window_end.isoformat()})"
+            )
+        if self.amount_scale <= 0:
+            raise ValueError(f"drift amount_scale must be > 0, got {self.amount_scale}")
+        if not 0.0 <= self.new_category_share < 1.0:
+            raise ValueError(
+                f"drift new_category_share must be in [0, 1), got {self.new_category_share}"
+            )
+        if self.new_category in {c[0] for c in CATEGORIES}:
+            raise ValueError(f"drift new_category {self.new_category!r} is already a category")
+
+
 PROFILE_UPDATE_SHARE = 0.30
 LATE_AGGREGATE_SHARE = 0.02
 BACKFILL_SHARE = 0.01
@@ -108,6 +147,7 @@ class SyntheticDataConfig:
     end: datetime = datetime(2026, 11, 1, tzinfo=timezone.utc)  # fixed window end: determinism
     seed: int = 7
     fraud_rate: float = 0.03  # target positive rate
+    drift: DriftScenario | None = None  # a drifted period at the end (monitoring demo)
 
     @property
     def n_users(self) -> int:
@@ -125,6 +165,8 @@ class SyntheticDataConfig:
             raise ValueError(f"fraud_rate must be in (0, 0.5), got {self.fraud_rate}")
         if self.end.tzinfo is None or self.end.utcoffset() is None:
             raise ValueError(f"end must be timezone-aware, got {self.end!r}")
+        if self.drift is not None:
+            self.drift.validate(self.end - timedelta(days=self.days), self.end)
 
 
 @dataclass(frozen=True)
@@ -174,9 +216,16 @@ def generate(config: SyntheticDataConfig, out_dir: Path, progress: bool = True) 
         done("users")
         user_id, ts = _transaction_times(rng, users, config.transactions, window)
         category, amount = _categories_and_amounts(rng, users, user_id)
+        drifted = _drift(config, users, user_id, ts, category, amount)
         done("transactions")
-        is_fraud = _fraud_labels(rng, users, user_id, ts, category, amount, config.fraud_rate)
-        tables["transactions"] = _transactions_table(user_id, ts, category, amount, is_fraud)
+        is_fraud = _fraud_labels(
+            rng, users, user_id, ts, category, amount, config.fraud_rate, drifted
+        )
+        names = [c[0] for c in CATEGORIES]
+        if drifted is not None:
+            names.append(drifted.scenario.new_category)
+            category, amount = drifted.category, drifted.amount
+        tables["transactions"] = _transactions_table(user_id, ts, names, category, amount, is_fraud)
         done("labels")
         tables["user_profiles"] = _user_profiles_table(rng, users, window)
         done("profiles")
@@ -256,6 +305,39 @@ def _categories_and_amounts(
     return category, np.maximum(amount, 0.01)
 
 
+@dataclass(frozen=True)
+class _Drifted:
+    """The transactions as the drift scenario changes them."""
+
+    scenario: DriftScenario
+    rows: np.ndarray  # bool: in the drifted period
+    category: np.ndarray
+    amount: np.ndarray
+
+
+def _drift(
+    config: SyntheticDataConfig,
+    users: _Users,
+    user_id: np.ndarray,
+    event_us: np.ndarray,
+    category: np.ndarray,
+    amount: np.ndarray,
+) -> _Drifted | None:
+    """The scenario's categories and amounts (new arrays), or None without a scenario."""
+    drift = config.drift
+    if drift is None:
+        return None
+    drift_rng = np.random.default_rng([config.seed, 1])  # its own stream: earlier rows unchanged
+    rows = event_us >= (drift.start - EPOCH) // timedelta(microseconds=1)
+    moved = rows & (drift_rng.random(len(user_id)) < drift.new_category_share)
+    category, amount = category.copy(), amount.copy()
+    category[moved] = len(CATEGORIES)
+    typical = users.typical_amount[user_id[moved]] * drift.new_category_amount_factor
+    amount[moved] = np.round(typical * np.exp(drift_rng.normal(0.0, 0.5, moved.sum())), 2)
+    amount[rows] = np.maximum(np.round(amount[rows] * drift.amount_scale, 2), 0.01)
+    return _Drifted(drift, rows, category, amount)
+
+
 def _fraud_labels(
     rng: np.random.Generator,
     users: _Users,
@@ -264,21 +346,33 @@ def _fraud_labels(
     category: np.ndarray,
     amount: np.ndarray,
     fraud_rate: float,
+    drifted: _Drifted | None = None,
 ) -> np.ndarray:
-    """Logistic labels: large relative amounts, risky categories, young accounts, bursts."""
+    """Logistic labels: large relative amounts, risky categories, young accounts, bursts; in
+    a drifted period, the scenario's categories, amounts and risks instead.
+
+    The intercept is calibrated on the data without the scenario, so the labels before its
+    start are exactly those of the same config without drift.
+    """
     risk = np.array([c[3] for c in CATEGORIES])
     age_days = (event_us - users.signup[user_id]) / US_PER_DAY
-    hour = (event_us // US_PER_HOUR) % 24
-    logit = (
-        1.6 * np.log(amount / users.typical_amount[user_id])
-        + risk[category]
-        + 1.5 * np.exp(-age_days / 30.0)
+    night = ((event_us // US_PER_HOUR) % 24 < 5).astype(np.float64)
+    shared = (
+        1.5 * np.exp(-age_days / 30.0)
         + 0.4 * np.minimum(_previous_24h_count(user_id, event_us), 10)
-        + 0.5 * (hour < 5)
         + rng.normal(0.0, 0.5, len(user_id))
     )
-    logit += _calibrate_intercept(logit, fraud_rate)
-    p = 1.0 / (1.0 + np.exp(-logit))
+
+    def relative_amount(values: np.ndarray) -> np.ndarray:
+        return 1.6 * np.log(values / users.typical_amount[user_id])
+
+    logit = relative_amount(amount) + risk[category] + NIGHT_FRAUD_EFFECT * night + shared
+    intercept = _calibrate_intercept(logit, fraud_rate)
+    if drifted is not None:
+        risk = np.append(risk, drifted.scenario.new_category_risk)
+        effect = np.where(drifted.rows, drifted.scenario.night_fraud_effect, NIGHT_FRAUD_EFFECT)
+        logit = relative_amount(drifted.amount) + risk[drifted.category] + effect * night + shared
+    p = 1.0 / (1.0 + np.exp(-(logit + intercept)))
     return (rng.random(len(p)) < p).astype(np.int64)
 
 
@@ -410,6 +504,7 @@ def _daily_aggregates_table(
 def _transactions_table(
     user_id: np.ndarray,
     event_us: np.ndarray,
+    category_names: list[str],
     category: np.ndarray,
     amount: np.ndarray,
     is_fraud: np.ndarray,
@@ -418,7 +513,7 @@ def _transactions_table(
         [
             pa.array(np.arange(len(user_id), dtype=np.int64)),
             pa.array(user_id.astype(np.int64)),
-            _strings([c[0] for c in CATEGORIES], category),
+            _strings(category_names, category),
             pa.array(amount),
             _timestamps(event_us),
             pa.array(is_fraud),

@@ -8,6 +8,7 @@ component reads what an earlier one wrote (as `model_io` is for the model's serv
   evaluation/     evaluate: metrics.json, blessing.json, roc.png, pr.png, calibration.png
   pushed/         push: pushed.json
   predictions/    batch_predict: predictions.parquet, metrics.json
+  monitoring/     monitor: metrics.json, verdict.json, report.html, plots/
 
 Every reader names the file and the component that writes it when the file is missing or
 unreadable, so a miswired pipeline says which step's output it lacks.
@@ -51,6 +52,11 @@ PUSHED_FILE = "pushed.json"
 # predictions/, written by batch_predict
 PREDICTIONS_FILE = "predictions.parquet"
 BATCH_METRICS_FILE = "metrics.json"
+# monitoring/, written by monitor
+MONITOR_METRICS_FILE = "metrics.json"
+VERDICT_FILE = "verdict.json"
+MONITOR_REPORT_FILE = "report.html"
+MONITOR_PLOTS_DIR = "plots"
 
 Record = TypeVar("Record")
 

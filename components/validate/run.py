@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.common.artifacts import (
+    MANIFEST_FILE,
     STATISTICS_FILE,
     TRAINING_SET_FILE,
     VALIDATION_REPORT_FILE,
     VALIDATION_RESULT_FILE,
     VALIDATION_SUMMARY_FILE,
+    read_json_object,
     read_training_table,
 )
 from components.errors import ConfigurationError, GateFailed
@@ -91,6 +93,9 @@ def run(
         failures=failed,
     )
     statistics = column_statistics(values, suite_file.roles)
+    # Which feature service definition the baseline describes: a monitor refuses to compare
+    # windows of another version against it.
+    statistics["feature_service"] = _feature_service(Path(training_set))
     out_dir = Path(validation)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / VALIDATION_RESULT_FILE, result)
@@ -100,6 +105,15 @@ def run(
     if summary.failures:
         raise GateFailed(_gate_message(summary, out_dir))
     return summary
+
+
+def _feature_service(training_set: Path) -> dict[str, str | None] | None:
+    """Name and definition hash from the features component's manifest, when there is one."""
+    path = training_set / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    manifest = read_json_object(path, "features")
+    return {"name": manifest.get("feature_service"), "hash": manifest.get("feature_service_hash")}
 
 
 def parse_as_of(text: str) -> datetime:

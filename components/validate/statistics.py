@@ -2,7 +2,9 @@
 
 Numeric columns get moments, quantiles and a histogram whose bin edges are stored with it, so a
 drift check bins new data on exactly these edges: HISTOGRAM_BINS equal-width bins between the
-baseline's 1% and 99% quantiles, plus counts of values below and above them. Categorical columns
+baseline's 1% and 99% quantiles, plus counts of values below and above them; and the drift
+bins the monitor component compares windows on: the baseline's deciles as edges (ties merged),
+with the baseline's count per bin (bin i holds edges[i-1] < x <= edges[i]). Categorical columns
 get value frequencies. Key columns are skipped; the label gives the label rate and the timestamp
 the time range. Missing values are counted, never part of a statistic; NaN is written as null.
 """
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+DRIFT_QUANTILES = tuple(i / 10 for i in range(1, 10))
 HISTOGRAM_BINS = 20
 MAX_CATEGORIES = 1000  # a column that is really free text should not flood the file
 
@@ -67,7 +70,7 @@ def numeric_statistics(series: pd.Series) -> dict[str, Any]:
     values = values[~np.isnan(values)]
     stats: dict[str, Any] = {"count": len(values), "null_count": len(series) - len(values)}
     if len(values) == 0:
-        keys = ("mean", "std", "min", "max", "quantiles", "histogram")
+        keys = ("mean", "std", "min", "max", "quantiles", "histogram", "drift_bins")
         return stats | dict.fromkeys(keys)
     quantiles = np.quantile(values, QUANTILES)
     return stats | {
@@ -77,7 +80,24 @@ def numeric_statistics(series: pd.Series) -> dict[str, Any]:
         "max": _number(values.max()),
         "quantiles": {str(q): _number(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
         "histogram": _histogram(values, quantiles[0], quantiles[-1]),
+        "drift_bins": drift_bins(values),
     }
+
+
+def drift_bins(values: np.ndarray) -> dict[str, list]:
+    """Decile edges of the (non-missing) values and how many values fall in each bin."""
+    import numpy as np
+
+    edges = np.unique(np.quantile(values, DRIFT_QUANTILES))
+    counts = np.bincount(bin_index(values, edges), minlength=len(edges) + 1)
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The drift bin of each value: how many edges lie strictly below it."""
+    import numpy as np
+
+    return np.searchsorted(edges, values, side="left")
 
 
 def _histogram(values: np.ndarray, low: float, high: float) -> dict[str, Any] | None:

@@ -145,6 +145,14 @@ def test_every_component_runs_from_the_image_environment(image_env, workspace, t
             "--feature-repo",
             str(workspace.repo),
         ],
+        "monitor": [  # the training set itself against its baseline: no drift
+            "--baseline",
+            str(work / "validation"),
+            "--window",
+            str(work / "training_set"),
+            "--monitoring",
+            str(work / "monitoring"),
+        ],
     }
     assert set(component_names()) == set(steps)
     for name, args in steps.items():
@@ -164,6 +172,7 @@ def test_every_component_runs_from_the_image_environment(image_env, workspace, t
                 "evaluate": "evaluation",
                 "push": "pushed",
                 "batch_predict": "predictions",
+                "monitor": "monitoring",
             }[name]
         )
         manifest = json.loads((out_dir / "run_manifest.json").read_text())
@@ -171,6 +180,7 @@ def test_every_component_runs_from_the_image_environment(image_env, workspace, t
         assert manifest["image"] == "portside-components:test"
     pushed = json.loads((work / "pushed" / "pushed.json").read_text())
     assert str(pushed["version"]) == "1"
+    assert json.loads((work / "monitoring" / "verdict.json").read_text())["verdict"] == "ok"
     _serve_from_the_image_environment(python, env, workspace, tmp_path)
 
 

@@ -20,7 +20,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from airflow_env import AirflowHome, make_airflow_home, stop_process
-from conftest import BIN, DATA_END, MODEL_NAME, ROOT, make_workspace, run_cli
+from conftest import (
+    BIN,
+    DATA_END,
+    EXPECTATION_SUITE,
+    MODEL_NAME,
+    ROOT,
+    make_workspace,
+    run_cli,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,19 +37,6 @@ HEAVY = ("tensorflow", "feast", "great_expectations", "google.cloud.aiplatform",
 LOGICAL_DATE = DATA_END.isoformat()  # the run's data interval ends at the data's end
 FAST = {"epochs": 2}
 
-# Drift detection is the monitoring issue's; until then a one-task DAG stands in for it.
-DRIFT_PRODUCER = """
-from datetime import datetime, timezone
-from airflow.sdk import DAG, task
-from pipelines.airflow_assets import DRIFT_DETECTED
-
-with DAG("drift_monitor", schedule=None, start_date=datetime(2025, 1, 1, tzinfo=timezone.utc)):
-    @task(outlets=[DRIFT_DETECTED])
-    def report_drift():
-        return "drift"
-
-    report_drift()
-"""
 
 # What a DagBag of dags/ holds, as JSON, which heavy modules parsing imported and how many
 # times the production profile was read.
@@ -109,13 +104,11 @@ def base(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def airflow(base: Path) -> AirflowHome:
-    """The module's Airflow: its own home and a DAG folder holding the project's DAGs and
-    the stand-in drift producer."""
+    """The module's Airflow: its own home and a DAG folder holding the project's DAGs."""
     dags = base / "dags"
     dags.mkdir()
     for path in (ROOT / "dags").glob("*.py"):
         shutil.copy(path, dags / path.name)
-    (dags / "drift_monitor.py").write_text(DRIFT_PRODUCER)
     return make_airflow_home(base / "home", dags_folder=dags)
 
 
@@ -193,8 +186,18 @@ def test_dagbag_local(airflow):
     assert bag["errors"] == {}
     assert bag["heavy"] == []
     assert bag["profile_loads"] == []  # the local runner needs no production profile
-    assert set(bag["dags"]) == {"feature_materialization", "training_pipeline"}
+    assert set(bag["dags"]) == {"feature_materialization", "training_pipeline", "model_monitoring"}
     training, features = bag["dags"]["training_pipeline"], bag["dags"]["feature_materialization"]
+    monitoring = bag["dags"]["model_monitoring"]
+    assert monitoring["schedule"]["cron"] == "0 2 * * *"
+    steps = monitoring["tasks"]
+    assert steps["features"]["downstream"] == ["monitor"]
+    assert steps["monitor"]["downstream"] == ["report_drift"]
+    assert steps["monitor"]["links"] == ["Report", "Run manifest"]
+    assert steps["report_drift"]["outlets"] == ["drift_detected"]
+    assert {"baseline", "drift_threshold", "min_samples", "cooldown_hours"} <= set(
+        monitoring["params"]
+    )
 
     assert training["schedule"] == {
         "type": "AssetOrTimeSchedule",
@@ -452,8 +455,22 @@ def stored_counts(repo: Path) -> set[int]:
 # -- Asset-triggered training -----------------------------------------------------------------
 
 
-def test_a_drift_event_queues_a_training_run(airflow, project, base):
+@pytest.fixture(scope="module")
+def baseline(training_set, base) -> Path:
+    """validate's output over the session's training set: the champion's baseline."""
+    from components.validate.run import run as validate
+
+    folder = base / "baseline"
+    validate(str(training_set), str(folder), str(EXPECTATION_SUITE), LOGICAL_DATE)
+    return folder
+
+
+def test_a_monitoring_run_that_finds_drift_queues_a_training_run(airflow, project, base, baseline):
+    """model_monitoring on the last day of data; a threshold nothing stays under makes the
+    verdict drift (detection itself: tests/integration/test_monitor.py), the event queues
+    training_pipeline and the scheduler starts it; within the cooldown no second alarm."""
     env = binding_env(project, base)
+    conf = {"baseline": str(baseline), "drift_threshold": 1e-9, "min_samples": 10}
     # Airflow queues asset-triggered runs only for DAGs that are known and unpaused (a paused
     # consumer's events are not queued), so: every DAG in the database, training unpaused, and
     # a pool without slots so that the scheduler below creates runs but starts no task.
@@ -462,9 +479,20 @@ def test_a_drift_event_queues_a_training_run(airflow, project, base):
     airflow.airflow("dags", "unpause", "training_pipeline", env=env)
     airflow.query("DELETE FROM asset_dag_run_queue")  # earlier "features fresh" events
     try:
-        done, _, tasks = dag_test(airflow, env, "drift_monitor", LOGICAL_DATE, {})
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert tasks["report_drift"]["state"] == "success"
+        done, run_id, tasks = dag_test(airflow, env, "model_monitoring", LOGICAL_DATE, conf)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert {t: tasks[t]["state"] for t in tasks} == dict.fromkeys(
+            ("features", "monitor", "report_drift"), "success"
+        )
+        monitored = xcom(airflow, "model_monitoring", run_id, "monitor", "return_value")
+        assert monitored["result"]["verdict"] == "drift"
+        assert monitored["reports"]["Report"][0].endswith("report.html")
+        (extra,) = airflow.query(
+            "SELECT asset_event.extra FROM asset_event JOIN asset ON asset.id = asset_id "
+            "WHERE asset.name = 'drift_detected' ORDER BY asset_event.id DESC LIMIT 1"
+        )[0]
+        assert json.loads(extra)["verdict"] == "drift"
+        assert json.loads(extra)["reasons"] == monitored["result"]["reasons"]
         queued = airflow.query(
             "SELECT target_dag_id FROM asset_dag_run_queue JOIN asset ON asset.id = asset_id "
             "WHERE asset.name = 'drift_detected'"
@@ -477,6 +505,17 @@ def test_a_drift_event_queues_a_training_run(airflow, project, base):
             runs = wait_for_asset_run(airflow)
         finally:
             stop_process(scheduler)
+        # The next day drifts too, but the last alarm is within the cooldown: no new event.
+        events = "SELECT count(*) FROM asset_event JOIN asset ON asset.id = asset_id "
+        events += "WHERE asset.name = 'drift_detected'"
+        (before,) = airflow.query(events)[0]
+        next_day = (DATA_END - timedelta(days=1)).isoformat()
+        again, next_run, tasks = dag_test(airflow, env, "model_monitoring", next_day, conf)
+        assert again.returncode == 0, again.stderr[-3000:]
+        monitored = xcom(airflow, "model_monitoring", next_run, "monitor", "return_value")
+        assert monitored["result"]["verdict"] == "drift"
+        assert tasks["report_drift"]["state"] == "skipped"
+        assert airflow.query(events)[0] == (before,)
     finally:
         airflow.airflow("dags", "pause", "training_pipeline", env=env)
         airflow.airflow("pools", "set", "default_pool", "128", "default", env=env)

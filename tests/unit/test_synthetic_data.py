@@ -276,3 +276,30 @@ def test_default_users_and_non_utc_end(tmp_path: Path) -> None:
     tx = pd.read_parquet(result.transactions)
     assert len(tx) == 50 and tx["user_id"].between(0, 2).all()
     assert tx["event_timestamp"].max() < pd.Timestamp("2026-01-01", tz="UTC")
+
+
+def test_a_drift_scenario_changes_only_the_drifted_period(tx, tmp_path):
+    from synthetic_data import DriftScenario
+
+    start = CONFIG.end - timedelta(days=14)
+    drifted = generate(
+        SyntheticDataConfig(transactions=N, drift=DriftScenario(start=start)), tmp_path, False
+    )
+    after = pd.read_parquet(drifted.transactions)
+    before_start = tx["event_timestamp"] < start
+    pd.testing.assert_frame_equal(after[before_start], tx[before_start])
+    late, plain = after[~before_start], tx[~before_start]
+    assert (late["merchant_category"] == "crypto_exchange").mean() == pytest.approx(0.08, abs=0.02)
+    assert "crypto_exchange" not in set(tx["merchant_category"])
+    assert late["amount"].median() > 1.4 * plain["amount"].median()
+    # the changed fraud pattern: the new category is where the fraud went
+    new = late["merchant_category"] == "crypto_exchange"
+    assert late.loc[new, "is_fraud"].mean() > 3 * late.loc[~new, "is_fraud"].mean()
+
+
+def test_a_drift_start_outside_the_window_names_the_field():
+    from synthetic_data import DriftScenario
+
+    config = SyntheticDataConfig(drift=DriftScenario(start=CONFIG.end + timedelta(days=1)))
+    with pytest.raises(ValueError, match="drift start .* is outside the data's window"):
+        config.validate()

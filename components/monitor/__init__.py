@@ -1,0 +1,1 @@
+"""The `monitor` component: data drift of a recent window against the training baseline."""

@@ -1,0 +1,105 @@
+"""The monitor's HTML report: the verdict, every feature's distances, an overlay per drift.
+
+One self-contained file (plots embedded as PNG data), so a pipeline UI or an alert can link it
+as a single artifact; the PNGs are also written beside it (`plots/<feature>.png`).
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from components.common.artifacts import MONITOR_PLOTS_DIR
+from components.validate.report import STYLE
+
+if TYPE_CHECKING:
+    from components.monitor.run import FeatureDrift, Verdict
+
+MOST_BARS = 30  # bins beyond these (rare categories) are summed into one bar
+STATUS_CLASS = {"drift": "fail", "ok": "pass", "not enough data": "idle"}
+
+
+def render_report(verdict: Verdict, features: list[FeatureDrift], out: Path) -> str:
+    drifted = [f for f in features if f.status == "drift"]
+    ordered = drifted + [f for f in features if f.status != "drift"]
+    rows = "\n".join(_row(f) for f in ordered)
+    plots = "\n".join(_plot(f, out) for f in drifted)
+    reasons = "".join(f"<li>{escape(r)}</li>" for r in verdict.reasons)
+    window = verdict.window
+    span = f"{window['start'] or 'start'} to {window['end'] or 'end'}"
+    css = "failed" if drifted else "passed"
+    summary = f"Window {span}: {window['rows']:,} rows, against the baseline {verdict.baseline}."
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Monitoring: {escape(verdict.verdict)}</title>
+<style>{STYLE} tr.idle td.status {{ background: #eee; }}</style></head>
+<body>
+<h1>Monitoring: <span class="verdict-{css}">{escape(verdict.verdict)}</span></h1>
+<p>{escape(summary)}</p>
+<ul>{reasons}</ul>
+<h2>Features</h2>
+<table>
+<tr><th>Status</th><th>Feature</th><th>Kind</th><th>Values</th><th>PSI</th><th>JS distance</th>
+<th>Threshold</th><th>Missing (baseline / window)</th><th>New values</th></tr>
+{rows}
+</table>
+{"<h2>Drifted features</h2>" + plots if plots else ""}
+</body></html>
+"""
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _row(f: FeatureDrift) -> str:
+    new = ", ".join(f"{escape(k)} ({v:,})" for k, v in f.new_categories.items()) or "-"
+    return (
+        f'<tr class="{STATUS_CLASS[f.status]}"><td class="status">{escape(f.status)}</td>'
+        f"<td>{escape(f.feature)}</td><td>{f.kind}</td><td>{f.values:,}</td>"
+        f"<td>{_number(f.psi)}</td><td>{_number(f.js_distance)}</td>"
+        f"<td>{f.metric} {f.threshold:g}</td>"
+        f"<td>{f.baseline_missing_rate:.1%} / {f.window_missing_rate:.1%}</td><td>{new}</td></tr>"
+    )
+
+
+def _bars(f: FeatureDrift) -> tuple[list[str], list[float], list[float]]:
+    """The bins to draw: all of them, or the MOST_BARS - 1 largest and the rest summed."""
+    rows = list(zip(f.bins, f.baseline_proportions, f.window_proportions, strict=True))
+    if len(rows) <= MOST_BARS:
+        kept, rest = rows, []
+    else:
+        ranked = sorted(rows, key=lambda row: -max(row[1], row[2]))
+        kept, rest = ranked[: MOST_BARS - 1], ranked[MOST_BARS - 1 :]
+    if rest:
+        kept.append((f"({len(rest)} others)", sum(r[1] for r in rest), sum(r[2] for r in rest)))
+    return [r[0] for r in kept], [r[1] for r in kept], [r[2] for r in kept]
+
+
+def _plot(f: FeatureDrift, out: Path) -> str:
+    """Baseline and window proportions per bin, side by side; written and embedded."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    bins, baseline, window = _bars(f)
+    fig = Figure(figsize=(max(6.0, 0.45 * len(bins)), 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    positions = range(len(bins))
+    ax.bar([p - 0.2 for p in positions], baseline, 0.4, label="baseline")
+    ax.bar([p + 0.2 for p in positions], window, 0.4, label="window")
+    ax.set_xticks(list(positions), bins, rotation=45, ha="right", fontsize=8)
+    ax.set(title=f"{f.feature}: PSI {_number(f.psi)}, JS {_number(f.js_distance)}",
+           ylabel="share of rows")  # fmt: skip
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    folder = out / MONITOR_PLOTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{f.feature}.png"
+    fig.savefig(path, dpi=100)
+    data = base64.b64encode(path.read_bytes()).decode()
+    name = escape(f.feature)
+    return f'<h3>{name}</h3><img alt="{name}" src="data:image/png;base64,{data}">'

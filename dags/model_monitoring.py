@@ -1,0 +1,113 @@
+"""Daily: did yesterday's data drift from the champion's training baseline? If so, retrain.
+
+features (the entity rows of the run's data interval, joined by Feast as training joins them)
+-> monitor (per-feature PSI / Jensen-Shannon against the baseline statistics validate wrote)
+-> report_drift: on a drift verdict, the Asset event "drift detected" (the verdict's reasons in
+its extra), which queues `training_pipeline`; not within `cooldown_hours` of the last such
+event, so a drifted week does not start a retraining every day. "ok" and "not enough data"
+skip report_drift. The monitor task links its HTML report.
+
+The window comes from the run: re-running or backfilling a day monitors that day. The cooldown
+is real time (it spaces retrainings, which happen now).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import DAG, CronTriggerTimetable, Param, chain, task
+
+from pipelines.airflow_assets import DRIFT_DETECTED
+from pipelines.airflow_binding import Binding, entity_row_params, run_end, run_start
+
+INTERVAL = timedelta(days=1)
+BINDING = Binding.from_environment()
+if BINDING.runner == "vertex":  # Vertex AI runs the training pipeline; monitoring stays here
+    BINDING = dataclasses.replace(BINDING, runner="local")
+DEFAULTS = BINDING.pipeline_defaults()
+
+PARAMS = {
+    **entity_row_params("Entity rows to monitor (the run's data interval is taken from them)"),
+    "feature_repo": Param(DEFAULTS.feature_repo, type="string", description="Feast repo"),
+    "baseline": Param(
+        "data/monitoring/baseline",
+        type="string",
+        description="The champion's baseline: its training run's validate output (statistics.json)",
+    ),
+    "drift_metric": Param("psi", enum=["psi", "js"], description="Distance that decides"),
+    "drift_threshold": Param(0.2, type="number", description="A feature drifts above this"),
+    "min_samples": Param(
+        500, type="integer", minimum=1, description="Fewer rows: not enough data, no alarm"
+    ),
+    "cooldown_hours": Param(
+        72, type="number", minimum=0, description="No new alarm this soon after the last one"
+    ),
+}
+
+
+def _p(name: str) -> str:
+    return "{{ params." + name + " }}"
+
+
+@task(inlets=[DRIFT_DETECTED], outlets=[DRIFT_DETECTED])
+def report_drift(monitored: dict, *, params, inlet_events, outlet_events) -> str:
+    """Emit "drift detected" for a drift verdict outside the cooldown; else skip."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from pipelines.drift_alarm import decide
+
+    latest = inlet_events[DRIFT_DETECTED].ascending(False).limit(1)
+    last = latest[0].timestamp if len(latest) else None
+    # Real time, not the run's: the cooldown spaces retrainings, which happen now.
+    now = datetime.now(timezone.utc)
+    decision = decide(
+        monitored["result"], last, now, timedelta(hours=float(params["cooldown_hours"]))
+    )
+    if not decision.raise_alarm:
+        raise AirflowSkipException(decision.reason)
+    outlet_events[DRIFT_DETECTED].extra = decision.extra
+    return decision.reason
+
+
+with DAG(
+    dag_id="model_monitoring",
+    description="features of the day -> monitor -> drift detected (queues training)",
+    doc_md=__doc__,
+    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC", interval=INTERVAL),
+    start_date=datetime(2025, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,  # the cooldown reads the last alarm: runs in order
+    tags=["portside", "monitoring"],
+    default_args={"owner": "portside", "retry_delay": timedelta(minutes=5)},
+    params=PARAMS,
+) as dag:
+    window = BINDING.artifact_path("features/window")
+    monitoring = BINDING.artifact_path("monitor/monitoring")
+    features = BINDING.component_task(
+        "features",
+        inputs={"entity_rows": _p("entity_rows")},
+        outputs={"training_set": window},
+        parameters={
+            "feature_service": _p("feature_service"),
+            "label_column": _p("label_column"),
+            "feature_repo": _p("feature_repo"),
+            "rows_from": run_start(INTERVAL),
+            "rows_until": run_end(),
+        },
+        retries=2,
+        execution_timeout=timedelta(minutes=30),
+    )
+    monitor = BINDING.component_task(
+        "monitor",
+        inputs={"baseline": _p("baseline"), "window": window},
+        outputs={"monitoring": monitoring},
+        parameters={
+            "drift_metric": _p("drift_metric"),
+            "drift_threshold": _p("drift_threshold"),
+            "min_samples": _p("min_samples"),
+        },
+        retries=1,
+        execution_timeout=timedelta(minutes=30),
+    )
+    chain(features, monitor, report_drift(monitor.output))

@@ -1,0 +1,120 @@
+"""`portside monitor`: has recent data drifted from a model's training baseline?
+
+    portside monitor --baseline RUN/validate/validation --entity-rows rows.parquet \\
+        --from 2026-10-18 --until 2026-11-01
+
+Builds the window's features with the `features` component (the entity rows in [from, until),
+joined by Feast exactly as training joined them), then runs the `monitor` component against the
+baseline validate wrote; prints the verdict, its reasons and where the report is. The same two
+steps the `model_monitoring` DAG runs daily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from components.errors import ConfigurationError
+
+DEFAULT_OUT = "data/monitoring"
+
+
+def monitor_window(
+    baseline: Path,
+    entity_rows: Path,
+    out: Path,
+    rows_from: str = "",
+    rows_until: str = "",
+    settings: dict[str, str] | None = None,
+) -> dict:
+    """features over the window, then monitor; returns the verdict (verdict.json's content)."""
+    from components.registry import get_spec
+    from components.runtime import execute
+    from pipelines.training_pipeline import PipelineDefaults
+
+    if not entity_rows.is_file():
+        raise ConfigurationError(f"{entity_rows}: entity rows not found")
+    defaults = PipelineDefaults()
+    window = out / "window"
+    features = execute(
+        get_spec("features"),
+        {
+            "entity_rows": str(entity_rows.resolve()),
+            "training_set": str(window),
+            "feature_repo": defaults.feature_repo,
+            "feature_service": defaults.feature_service,
+            "label_column": defaults.label_column,
+            "rows_from": rows_from,
+            "rows_until": rows_until,
+        },
+    )
+    rows = (features.result or {}).get("rows_out", 0)
+    print(f"features: {rows:,} rows in the window -> {window}")
+    manifest = execute(
+        get_spec("monitor"),
+        {
+            "baseline": str(baseline),
+            "window": str(window),
+            "monitoring": str(out / "monitoring"),
+            **(settings or {}),
+        },
+    )
+    return manifest.result or {}
+
+
+def _settings(pairs: list[str]) -> dict[str, str]:
+    from components.registry import get_spec
+
+    known = {p.name for p in get_spec("monitor").parameters}
+    settings = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or name not in known:
+            raise ConfigurationError(
+                f"--param {pair!r}: NAME=VALUE with NAME one of {', '.join(sorted(known))}"
+            )
+        settings[name] = value
+    return settings
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    out = Path(args.out)
+    verdict = monitor_window(
+        Path(args.baseline),
+        Path(args.entity_rows),
+        out,
+        args.rows_from or "",
+        args.rows_until or "",
+        _settings(args.param or []),
+    )
+    elapsed = time.perf_counter() - started
+    window = verdict.get("window") or {}
+    print(
+        f"monitor: {verdict.get('verdict')} over {window.get('rows', 0):,} rows in {elapsed:.1f} s"
+    )
+    for reason in verdict.get("reasons") or []:
+        print(f"  {reason}")
+    print(f"  report {out / 'monitoring' / 'report.html'}")
+    return 0
+
+
+def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
+    monitor = commands.add_parser(
+        "monitor", help="compare recent data with a model's training baseline (drift)"
+    )
+    monitor.add_argument(
+        "--baseline", required=True, help="validate's output of the model's training run"
+    )
+    monitor.add_argument("--entity-rows", required=True, help="Parquet entity rows to monitor")
+    monitor.add_argument("--from", dest="rows_from", help="window start (ISO; inclusive)")
+    monitor.add_argument("--until", dest="rows_until", help="window end (ISO; exclusive)")
+    monitor.add_argument("--out", default=DEFAULT_OUT, help="where the window and report go")
+    monitor.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="monitor setting: drift_metric, drift_threshold, feature_thresholds, min_samples",
+    )
+    monitor.set_defaults(handler=_monitor)

@@ -1,0 +1,210 @@
+"""The monitor component on generated frames: distances, the verdict's false-alarm rate on
+windows from the baseline's own distribution, detection of each injected shift with the right
+feature named, the minimum sample size, and bad input refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.common.artifacts import MONITOR_METRICS_FILE as METRICS_FILE
+from components.common.artifacts import MONITOR_REPORT_FILE as REPORT_FILE
+from components.common.artifacts import VERDICT_FILE
+from components.errors import ConfigurationError, InputDataError
+from components.monitor.drift import jensen_shannon_distance, population_stability_index
+from components.monitor.run import run
+from components.validate.statistics import column_statistics
+from components.validate.suite import Roles
+
+ROLES = Roles(keys=("user_id",), label="is_fraud", timestamp="event_timestamp")
+CATEGORIES = ["grocery", "fuel", "travel", "online", "restaurants"]
+START = pd.Timestamp("2026-10-01", tz="UTC")
+SEEDS = range(30)
+
+
+def frame(rows: int, seed: int, amount_scale: float = 1.0, categories=CATEGORIES,
+          missing_rate: float = 0.05) -> pd.DataFrame:  # fmt: skip
+    rng = np.random.default_rng(seed)
+    amount = np.exp(rng.normal(np.log(35.0), 0.8, rows)) * amount_scale
+    counts = rng.poisson(3.0, rows).astype("float64")
+    counts[rng.random(rows) < missing_rate] = np.nan
+    return pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 1000, rows),
+            "event_timestamp": START + pd.to_timedelta(rng.integers(0, 86_400, rows), unit="s"),
+            "amount": amount,
+            "txn_count_7d": pd.array(counts, dtype="Float64").astype("Int64"),
+            "merchant_category": rng.choice(categories, rows),
+            "card_present": rng.random(rows) < 0.7,  # a boolean is a category
+            "is_fraud": (rng.random(rows) < 0.03).astype("int64"),
+        }
+    )
+
+
+def baseline(
+    folder: Path, rows: int = 20_000, seed: int = 1_000, service: dict | None = None
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    statistics = column_statistics(frame(rows, seed), ROLES)
+    statistics["feature_service"] = service
+    (folder / "statistics.json").write_text(json.dumps(statistics))
+    return folder
+
+
+def window(path: Path, data: pd.DataFrame) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data.to_parquet(path)
+    return path
+
+
+def test_the_distances_are_zero_for_equal_distributions_and_finite_for_unseen_bins():
+    same = np.array([10, 20, 30, 40])
+    assert population_stability_index(same, same * 3) == pytest.approx(0.0)
+    assert jensen_shannon_distance(same, same * 3) == pytest.approx(0.0, abs=1e-7)
+    unseen = np.array([0, 20, 30, 40])  # the empty bin's share is floored at 1e-4
+    assert population_stability_index(same, unseen) == pytest.approx(0.70062, abs=1e-5)
+    assert jensen_shannon_distance(np.array([1, 0]), np.array([0, 1])) == pytest.approx(1.0)
+
+
+def test_the_baseline_itself_as_window_has_no_drift_at_all(tmp_path):
+    """DuckDB's binning of the window equals numpy's of the baseline: identical counts."""
+    base = tmp_path / "validation"
+    base.mkdir()
+    data = frame(5_000, 3)
+    statistics = column_statistics(data, ROLES)
+    (base / "statistics.json").write_text(json.dumps(statistics))
+    verdict = run(str(base), str(window(tmp_path / "w.parquet", data)), str(tmp_path / "out"))
+    metrics = json.loads((tmp_path / "out" / METRICS_FILE).read_text())
+    assert verdict.verdict == "ok"
+    assert {f["feature"]: f["psi"] for f in metrics["features"]} == pytest.approx(
+        {"amount": 0.0, "txn_count_7d": 0.0, "merchant_category": 0.0, "card_present": 0.0},
+        abs=1e-9,
+    )
+
+
+def test_windows_from_the_same_distribution_raise_no_alarm_across_seeds(tmp_path):
+    base = baseline(tmp_path / "validation")
+    alarms = []
+    for seed in SEEDS:
+        data = window(tmp_path / f"w{seed}.parquet", frame(1_000, seed))
+        verdict = run(str(base), str(data), str(tmp_path / f"out{seed}"))
+        alarms += verdict.drifted
+    assert alarms == []
+
+
+@pytest.mark.parametrize(
+    ("shift", "feature", "reason"),
+    [
+        ({"amount_scale": 1.6}, "amount", "amount: PSI"),
+        ({"categories": [*CATEGORIES, "crypto_exchange"]}, "merchant_category", "crypto_exchange"),
+        ({"missing_rate": 0.4}, "txn_count_7d", "; missing 5.0% -> "),
+    ],
+)
+def test_each_injected_shift_is_detected_with_the_feature_named(tmp_path, shift, feature, reason):
+    base = baseline(tmp_path / "validation")
+    for seed in SEEDS[:5]:
+        data = window(tmp_path / f"w{seed}.parquet", frame(2_000, seed, **shift))
+        verdict = run(str(base), str(data), str(tmp_path / f"out{seed}"))
+        assert verdict.verdict == "drift"
+        assert verdict.drifted == [feature]
+        assert reason in verdict.reasons[0]
+    report = (tmp_path / f"out{seed}" / REPORT_FILE).read_text()
+    assert f'<img alt="{feature}" src="data:image/png;base64,' in report
+    assert (tmp_path / f"out{seed}" / "plots" / f"{feature}.png").stat().st_size > 1000
+
+
+def test_a_feature_gone_missing_is_drift_not_a_lack_of_data(tmp_path):
+    base = baseline(tmp_path / "validation")
+    data = frame(2_000, 1)
+    data["txn_count_7d"] = pd.array([None] * len(data), dtype="Int64")
+    verdict = run(str(base), str(window(tmp_path / "w.parquet", data)), str(tmp_path / "out"))
+    assert verdict.drifted == ["txn_count_7d"]
+    assert "missing 5.0% -> 100.0%" in verdict.reasons[0]
+
+
+def test_a_small_window_is_not_enough_data_never_drift(tmp_path):
+    base = baseline(tmp_path / "validation")
+    data = window(tmp_path / "w.parquet", frame(200, 1, amount_scale=3.0))
+    verdict = run(str(base), str(data), str(tmp_path / "out"), min_samples=500)
+    assert verdict.verdict == "not enough data"
+    assert verdict.drifted == []
+    judged = run(str(base), str(data), str(tmp_path / "out2"), min_samples=100)
+    assert judged.drifted == ["amount"]
+
+
+def test_per_feature_thresholds_and_the_js_metric(tmp_path):
+    base = baseline(tmp_path / "validation")
+    data = window(tmp_path / "w.parquet", frame(2_000, 1, amount_scale=1.6))
+    loose = run(str(base), str(data), str(tmp_path / "a"), feature_thresholds='{"amount": 50}')
+    assert loose.verdict == "ok"
+    js = run(str(base), str(data), str(tmp_path / "b"), drift_metric="js", drift_threshold=0.1)
+    assert js.drifted == ["amount"] and "JS distance" in js.reasons[0]
+    with pytest.raises(ConfigurationError, match="amout not in the baseline"):
+        run(str(base), str(data), str(tmp_path / "c"), feature_thresholds='{"amout": 0.1}')
+
+
+def test_the_time_window_selects_rows(tmp_path):
+    base = baseline(tmp_path / "validation")
+    data = frame(4_000, 1)
+    late = data["event_timestamp"] >= START + pd.Timedelta(hours=12)
+    data.loc[late, "amount"] *= 3.0  # only the second half of the day drifted
+    path = window(tmp_path / "w.parquet", data)
+    early = run(str(base), str(path), str(tmp_path / "a"), window_end="2026-10-01T12:00:00Z")
+    later = run(str(base), str(path), str(tmp_path / "b"), window_start="2026-10-01T12:00:00Z")
+    assert (early.verdict, later.drifted) == ("ok", ["amount"])
+    assert early.window["rows"] + later.window["rows"] == 4_000
+
+
+def _nothing_written(out: Path) -> bool:
+    return not out.exists() or not any(out.iterdir())
+
+
+def test_an_empty_window_is_an_error_and_writes_no_verdict(tmp_path):
+    base = baseline(tmp_path / "validation")
+    path = window(tmp_path / "w.parquet", frame(1_000, 1))
+    out = tmp_path / "out"
+    with pytest.raises(InputDataError, match="holds no rows between 2027-01-01"):
+        run(str(base), str(path), str(out), window_start="2027-01-01")
+    assert _nothing_written(out)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputDataError, match="no Parquet files"):
+        run(str(base), str(empty), str(out))
+    assert _nothing_written(out)
+
+
+def test_a_window_without_a_baseline_column_is_an_error_naming_it(tmp_path):
+    base = baseline(tmp_path / "validation")
+    path = window(tmp_path / "w.parquet", frame(1_000, 1).drop(columns=["txn_count_7d"]))
+    with pytest.raises(InputDataError, match="lacks column\\(s\\) txn_count_7d"):
+        run(str(base), str(path), str(tmp_path / "out"))
+    assert _nothing_written(tmp_path / "out")
+
+
+def test_a_window_of_another_feature_service_version_is_refused(tmp_path):
+    base = baseline(tmp_path / "validation", service={"name": "fraud_v1", "hash": "a" * 64})
+    built = tmp_path / "training_set"
+    window(built / "training_set.parquet", frame(1_000, 1))
+    manifest = {"feature_service": "fraud_v1", "feature_service_hash": "b" * 64}
+    (built / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputDataError, match="version bbbbbbbbbbbb, but the baseline"):
+        run(str(base), str(built), str(tmp_path / "out"))
+    assert _nothing_written(tmp_path / "out")
+    manifest["feature_service_hash"] = "a" * 64
+    (built / "manifest.json").write_text(json.dumps(manifest))
+    assert run(str(base), str(built), str(tmp_path / "out")).verdict == "ok"
+    assert (tmp_path / "out" / VERDICT_FILE).is_file()
+
+
+def test_a_baseline_without_drift_bins_asks_for_validate_again(tmp_path):
+    base = baseline(tmp_path / "validation")
+    statistics = json.loads((base / "statistics.json").read_text())
+    del statistics["numeric"]["amount"]["drift_bins"]
+    (base / "statistics.json").write_text(json.dumps(statistics))
+    path = window(tmp_path / "w.parquet", frame(1_000, 1))
+    with pytest.raises(InputDataError, match="'amount' has no drift_bins.*run validate again"):
+        run(str(base), str(path), str(tmp_path / "out"))
