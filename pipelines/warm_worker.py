@@ -178,6 +178,13 @@ class WarmWorker:
             readable, _, _ = select.select(
                 [self._channel, *([status] if status else [])], [], [], left
             )
+            if self._channel in readable:
+                # First: the worker's "started" message, written before the child existed,
+                # must be in before the exit code that follows it is returned.
+                while self._receive(0.0) is not None:
+                    pass
+                if task_id in self._done:
+                    continue
             if status is not None and status in readable:
                 written = os.read(status, 64)
                 self._close_status(task_id)
@@ -185,8 +192,6 @@ class WarmWorker:
                     self._reported.add(task_id)
                     return int(written)
                 # No code written: the child was killed; the worker reports how when it reaps.
-            if self._channel in readable:
-                self._receive(0.0)
             elif not readable:
                 return None
 

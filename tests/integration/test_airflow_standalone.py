@@ -29,7 +29,7 @@ from pipelines.airflow_standalone import PASSWORDS_FILE, health, port_is_free
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-DAG_IDS = {"feature_materialization", "training_pipeline"}
+DAG_IDS = {"feature_materialization", "training_pipeline", "model_monitoring"}
 PARALLELISM = 2
 WORKER_TITLE = "airflow worker -- LocalExecutor"  # the executor's setproctitle
 API_SERVER_TITLE = "airflow api_server"
