@@ -150,17 +150,22 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
 
 
-def breakdown(case: dict[str, Any], runs_root: Path) -> dict[str, Any]:
-    """Per-task status/seconds/process (pipeline_run.json), the parent's share (kfp.log) and,
-    with PYTHONPROFILEIMPORTTIME, the imports of the parent, the worker and each task."""
+def run_record(runs_root: Path, started_at: float | None) -> Path | None:
+    """The pipeline_run.json the `portside run --local` started at `started_at` wrote."""
     records = [
         path
         for path in runs_root.glob("*/pipeline_run.json")
-        if case["started_at"] is not None and path.stat().st_mtime >= case["started_at"]
+        if started_at is not None and path.stat().st_mtime >= started_at
     ]
-    if not records:  # every run, a failed one included, writes its record
+    return max(records, key=lambda path: path.stat().st_mtime) if records else None
+
+
+def breakdown(case: dict[str, Any], runs_root: Path) -> dict[str, Any]:
+    """Per-task status/seconds/process (pipeline_run.json), the parent's share (kfp.log) and,
+    with PYTHONPROFILEIMPORTTIME, the imports of the parent, the worker and each task."""
+    record_path = run_record(runs_root, case["started_at"])
+    if record_path is None:  # every run, a failed one included, writes its record
         return {"breakdown_error": "no pipeline_run.json written by this run"}
-    record_path = max(records, key=lambda path: path.stat().st_mtime)
     record = json.loads(record_path.read_text())
     logs = Path(record.get("logs") or record_path.parent / "logs")
     out: dict[str, Any] = {

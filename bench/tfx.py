@@ -53,14 +53,14 @@ from bench.common import (
     seconds,
     table,
 )
+from bench.pipeline import run_record
+from pipelines.tfx_commands import tfx_python
 
 NAME = "tfx"
 SIZES = ({"transactions": 50_000}, {"transactions": 1_000_000})
 QUICK_SIZES = ({"transactions": 20_000, "users": 400},)
 RUNS = ("cold", "cached", "cached again")
 KFP, STANDARD, PORTSIDE_TFX = "Portside KFP local", "standard TFX", "Portside TFX"
-PIPELINES = (KFP, STANDARD, PORTSIDE_TFX)
-TFX_PYTHON = ROOT / ".venv-tfx" / "bin" / "python"
 COLD_SHARE_MAX = 1 / 3  # KFP local cold at most this share of the standard pipeline's
 CACHED_SHARE_MAX = 1 / 10  # ... and fully cached
 DROPPED_COLUMNS = ("transaction_id", "user_id", "event_timestamp")  # keys and time: no features
@@ -69,8 +69,7 @@ TFX_TIMEOUT_S = 3600
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    if not TFX_PYTHON.is_file():
-        raise SystemExit(f"{TFX_PYTHON}: the TFX environment is missing (make setup builds it)")
+    tfx_python()  # the TFX environment must exist: says how to build it otherwise
     work = WORK / NAME
     shutil.rmtree(work, ignore_errors=True)
     cases: list[dict[str, Any]] = []
@@ -82,7 +81,12 @@ def run(quick: bool = False) -> dict[str, Any]:
         repo = feature_workspace(root / "workspace", sources)
         workspace = repo.parent  # `portside run --tfx` finds feature_repo/ here
         entity_rows = sources / "transactions.parquet"
-        kfp_runs = _run_three(KFP, n, _kfp_command(entity_rows, root / "kfp", repo), workspace)
+        kfp_runs = _run_three(
+            KFP,
+            n,
+            _portside_command("--local", entity_rows, root / "kfp", f"feature_repo={repo}"),
+            workspace,
+        )
         cases += kfp_runs
         run_dir = Path(kfp_runs[0].get("run_dir") or "")
         training_set = run_dir / "features" / "training_set" / "training_set.parquet"
@@ -93,7 +97,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         standard = root / "standard"
         cases += _run_three(STANDARD, n, _standard_command(csv, standard), ROOT)
         portside_tfx = root / "portside_tfx"
-        cases += _run_three(PORTSIDE_TFX, n, _tfx_command(entity_rows, portside_tfx), workspace)
+        cases += _run_three(
+            PORTSIDE_TFX, n, _portside_command("--tfx", entity_rows, portside_tfx), workspace
+        )
         quality.append(
             {"transactions": n, **_score(training_set, split, run_dir, standard, portside_tfx)}
         )
@@ -115,27 +121,21 @@ def run(quick: bool = False) -> dict[str, Any]:
 # --- the three pipelines --------------------------------------------------------------------
 
 
-def _kfp_command(entity_rows: Path, root: Path, repo: Path) -> list[str]:
-    return [
-        str(BIN / "portside"), "run", "--local", "--entity-rows", str(entity_rows),
-        "--pipeline-root", str(root / "runs"), "--cache-dir", str(root / "cache"),
-        "--param", f"expectation_suite={SUITE}", "--param", f"as_of={AS_OF}",
-        "--param", f"tracking_uri={root / 'mlflow.db'}", "--param", f"feature_repo={repo}",
-    ]  # fmt: skip
-
-
-def _tfx_command(entity_rows: Path, root: Path) -> list[str]:
-    return [
-        str(BIN / "portside"), "run", "--tfx", "--entity-rows", str(entity_rows),
-        "--pipeline-root", str(root / "runs"), "--cache-dir", str(root / "cache"),
-        "--param", f"expectation_suite={SUITE}", "--param", f"as_of={AS_OF}",
-        "--param", f"tracking_uri={root / 'mlflow.db'}",
-    ]  # fmt: skip
+def _portside_command(mode: str, entity_rows: Path, root: Path, *settings: str) -> list[str]:
+    """`portside run --local|--tfx` with the benchmark's roots and settings (`--tfx` finds the
+    feature repo in its working directory; `--local` takes it as a setting)."""
+    settings = (f"expectation_suite={SUITE}", f"as_of={AS_OF}",
+                f"tracking_uri={root / 'mlflow.db'}", *settings)  # fmt: skip
+    command = [str(BIN / "portside"), "run", mode, "--entity-rows", str(entity_rows)]
+    command += ["--pipeline-root", str(root / "runs"), "--cache-dir", str(root / "cache")]
+    for setting in settings:
+        command += ["--param", setting]
+    return command
 
 
 def _standard_command(csv: dict[str, Any], root: Path) -> list[str]:
     return [
-        str(TFX_PYTHON), "-m", "bench.tfx_standard.pipeline", "--data", csv["folder"],
+        str(tfx_python()), "-m", "bench.tfx_standard.pipeline", "--data", csv["folder"],
         "--root", str(root / "root"), "--metadata", str(root / "metadata.sqlite"),
         "--serving-dir", str(root / "serving"), "--label", LABEL,
         "--train-rows", str(csv["rows"]["train"]), "--eval-rows", str(csv["rows"]["eval"]),
@@ -160,11 +160,10 @@ def _steps(pipeline: str, case: dict[str, Any], command: list[str]) -> dict[str,
         return {}
     if pipeline == KFP:
         root = Path(command[command.index("--pipeline-root") + 1])
-        records = [p for p in root.glob("*/pipeline_run.json")
-                   if p.stat().st_mtime >= case["started_at"]]  # fmt: skip
-        if not records:
+        path = run_record(root, case["started_at"])
+        if path is None:
             return {"steps_error": "no pipeline_run.json written by this run"}
-        record = json.loads(max(records, key=lambda p: p.stat().st_mtime).read_text())
+        record = json.loads(path.read_text())
         steps = [
             {"component": t["component"], "state": t["status"], "seconds": t["seconds"]}
             for t in record["tasks"]
@@ -177,7 +176,7 @@ def _steps(pipeline: str, case: dict[str, Any], command: list[str]) -> dict[str,
             Path(command[command.index("--pipeline-root") + 1]) / "tfx" / "metadata.sqlite"
         )
     done = subprocess.run(
-        [str(TFX_PYTHON), "-m", "bench.tfx_standard.steps", metadata, str(case["started_at"])],
+        [str(tfx_python()), "-m", "bench.tfx_standard.steps", metadata, str(case["started_at"])],
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode != 0:
@@ -243,7 +242,7 @@ def _score(
         return {"error": "a pipeline left no model to score (see its log)"}
     output = standard.parent / "quality.json"
     command = [
-        str(TFX_PYTHON), "-m", "bench.tfx_standard.score", "--training-set", str(training_set),
+        str(tfx_python()), "-m", "bench.tfx_standard.score", "--training-set", str(training_set),
         "--split", str(split), "--label", LABEL, "--standard", str(pushed[0].parent),
         "--schema", str(schemas[0]), "--portside", f"{KFP}={kfp_run / 'train' / 'model'}",
         "--portside", f"{PORTSIDE_TFX}={tfx_models[0].parent}", "--output", str(output),

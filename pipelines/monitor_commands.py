@@ -26,7 +26,7 @@ def monitor_window(
     out: Path,
     rows_from: str = "",
     rows_until: str = "",
-    settings: dict[str, str] | None = None,
+    settings: dict[str, object] | None = None,
 ) -> dict:
     """features over the window, then monitor; returns the verdict (verdict.json's content)."""
     from components.registry import get_spec
@@ -63,18 +63,19 @@ def monitor_window(
     return manifest.result or {}
 
 
-def _settings(pairs: list[str]) -> dict[str, str]:
+def _settings(pairs: list[str]) -> dict[str, object]:
+    """`--param` pairs typed as the monitor's spec declares them."""
     from components.registry import get_spec
+    from pipelines.pipeline_commands import named_pairs
 
-    known = {p.name for p in get_spec("monitor").parameters}
-    settings = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or name not in known:
-            raise ConfigurationError(
-                f"--param {pair!r}: NAME=VALUE with NAME one of {', '.join(sorted(known))}"
-            )
-        settings[name] = value
+    declared = {p.name: p for p in get_spec("monitor").parameters}
+    settings: dict[str, object] = {}
+    for name, raw in named_pairs(pairs, set(declared), "the monitor").items():
+        try:
+            settings[name] = declared[name].type(raw)
+        except ValueError as error:
+            kind = declared[name].type.__name__
+            raise ConfigurationError(f"--param {name}={raw!r}: {name} is a {kind}") from error
     return settings
 
 

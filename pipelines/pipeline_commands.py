@@ -19,20 +19,27 @@ from pipelines.times import today_utc
 DEFAULT_IR = "training.yaml"
 
 
-def coerce_parameters(pairs: list[str], definitions: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """`NAME=VALUE` pairs typed by the pipeline's declared parameters (compiled IR form)."""
-    values: dict[str, Any] = {}
+def named_pairs(pairs: list[str], known: set[str] | dict, owner: str) -> dict[str, str]:
+    """`--param NAME=VALUE` pairs by name, every NAME checked against `known` (`owner`: what
+    has them, for the message)."""
+    values: dict[str, str] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep:
             raise ConfigurationError(f"--param {pair!r} is not NAME=VALUE")
-        if name not in definitions:
-            known = ", ".join(sorted(definitions))
-            raise ConfigurationError(
-                f"--param {name}: the pipeline has no such parameter ({known})"
-            )
-        values[name] = _coerce(name, raw, definitions[name]["parameterType"])
+        if name not in known:
+            names = ", ".join(sorted(known))
+            raise ConfigurationError(f"--param {name}: {owner} has no such parameter ({names})")
+        values[name] = raw
     return values
+
+
+def coerce_parameters(pairs: list[str], definitions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`NAME=VALUE` pairs typed by the pipeline's declared parameters (compiled IR form)."""
+    return {
+        name: _coerce(name, raw, definitions[name]["parameterType"])
+        for name, raw in named_pairs(pairs, definitions, "the pipeline").items()
+    }
 
 
 def _coerce(name: str, raw: str, kind: str) -> Any:

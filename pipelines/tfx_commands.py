@@ -39,20 +39,13 @@ def tfx_python() -> Path:
 def tfx_settings_arguments(pairs: list[str]) -> list[str]:
     """`--param NAME=VALUE` pairs as the TFX pipeline's flags, names checked here (the values
     are typed there)."""
+    from pipelines.pipeline_commands import named_pairs
     from pipelines.tfx_pipeline import TfxPipelineSettings
 
     known = {f.name for f in fields(TfxPipelineSettings) if f.default is not MISSING}
     known -= {"metadata_path", "portside_cache_dir"}
     flags: list[str] = []
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise ConfigurationError(f"--param {pair!r} is not NAME=VALUE")
-        if name not in known:
-            names = ", ".join(sorted(known))
-            raise ConfigurationError(
-                f"--param {name}: the TFX pipeline has no such parameter ({names})"
-            )
+    for name, value in named_pairs(pairs, known, "the TFX pipeline").items():
         flags += ["--" + name.replace("_", "-"), value]
     return flags
 

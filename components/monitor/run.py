@@ -95,7 +95,7 @@ def run(
     feature_thresholds: str = "",
     min_samples: int = 500,
 ) -> Verdict:
-    from components.monitor.window import count_window, parquet_files
+    from components.monitor.window import count_window
 
     if drift_metric not in DRIFT_METRICS:
         raise ConfigurationError(
@@ -116,7 +116,6 @@ def run(
     start, end = _time(window_start, "window_start"), _time(window_end, "window_end")
     counts = count_window(
         window_path,
-        parquet_files(window_path),
         numeric_edges,
         categorical,
         timestamp_column,

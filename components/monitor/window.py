@@ -47,7 +47,6 @@ def _literal(text: str) -> str:
 
 def count_window(
     window: Path,
-    files: list[Path],
     numeric_edges: dict[str, list[float]],
     categorical: list[str],
     timestamp_column: str,
@@ -57,6 +56,7 @@ def count_window(
     """Counts of every feature on its bins, for rows with start <= timestamp < end."""
     import duckdb
 
+    files = parquet_files(window)
     connection = duckdb.connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")  # a naive timestamp means UTC, as _time's

@@ -104,9 +104,10 @@ def test_portside_monitor_builds_the_window_and_prints_the_verdict(drifted):
     command = [str(BIN / "portside"), "monitor", "--baseline", str(validation)]
     command += ["--entity-rows", str(ws.sources / "transactions.parquet")]
     command += ["--from", DRIFT_START.isoformat(), "--out", str(root / "cli")]
-    out = run_cli([*command, "--param", "drift_metric=js"], cwd=ws.root)
+    settings = ["--param", "drift_metric=js", "--param", "drift_threshold=0.15"]
+    out = run_cli([*command, *settings], cwd=ws.root)
     assert "monitor: drift over" in out
-    assert "merchant_category: JS distance" in out
+    assert "merchant_category: JS distance" in out and "> 0.15" in out
     assert str(root / "cli" / "monitoring" / "report.html") in out
     lines = [line for line in out.splitlines() if line.strip()]
     assert len(lines) <= 20, out
