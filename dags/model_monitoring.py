@@ -33,7 +33,8 @@ PARAMS = {
     "baseline": Param(
         "data/monitoring/baseline",
         type="string",
-        description="The champion's baseline: its training run's validate output (statistics.json)",
+        description="The champion's model directory (statistics.json travels with it) or its "
+        "training run's validate output",
     ),
     "drift_metric": Param("psi", enum=["psi", "js"], description="Distance that decides"),
     "drift_threshold": Param(0.2, type="number", description="A feature drifts above this"),

@@ -2,9 +2,10 @@
 `training_pipeline`), and with which reason: the one rule, kept apart from the DAG file so it
 is tested without Airflow.
 
-A verdict of drift raises it, unless the last alarm is more recent than the cooldown: a
-drifted week must not start a retraining every day while the first retraining is still being
-judged. "ok" and "not enough data" never raise it.
+A verdict of drift, skew or a quality drop raises it (the event's extra says which: a skew,
+which retraining does not cure, is visible as such), unless the last alarm is more recent than
+the cooldown: a drifted week must not start a retraining every day while the first retraining
+is still being judged. "ok" and "not enough data" never raise it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-ALARMING_VERDICTS = ("drift",)
+ALARMING_VERDICTS = ("drift", "skew", "quality-drop")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ def decide(
         "verdict": status,
         "reasons": reasons,
         "drifted": list(verdict.get("drifted") or []),
+        "skewed": list(verdict.get("skewed") or []),
+        "findings": list(verdict.get("findings") or []),
         "window": verdict.get("window"),
     }
     return AlarmDecision(True, f"verdict {status}: " + "; ".join(reasons), extra)

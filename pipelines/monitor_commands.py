@@ -1,12 +1,18 @@
-"""`portside monitor`: has recent data drifted from a model's training baseline?
+"""`portside monitor`: has recent data drifted from a model's training baseline? Does serving
+skew from training, does the model still do as well?
 
-    portside monitor --baseline RUN/validate/validation --entity-rows rows.parquet \\
+    portside monitor --baseline RUN/train/model --entity-rows rows.parquet \\
         --from 2026-10-18 --until 2026-11-01
+    portside monitor --baseline RUN/train/model --prediction-log data/prediction_log \\
+        --from 2026-10-31 --labels data/sources/labels.parquet --param labels_key=transaction_id
 
-Builds the window's features with the `features` component (the entity rows in [from, until),
-joined by Feast exactly as training joined them), then runs the `monitor` component against the
-baseline validate wrote; prints the verdict, its reasons and where the report is. The same two
-steps the `model_monitoring` DAG runs daily.
+With entity rows, builds the window's features with the `features` component (the rows in
+[from, until), joined by Feast exactly as training joined them), then runs the `monitor`
+component against the baseline (the model directory, or validate's output); the same two steps
+the `model_monitoring` DAG runs daily. With a prediction log, the monitor reads the log itself:
+the features and scores the server used in [from, until), the skew against the offline values
+(the feature repo of the profile) and, with labels, the realized quality per version and arm.
+Prints the verdict, its reasons and where the report is.
 """
 
 from __future__ import annotations
@@ -79,17 +85,61 @@ def _settings(pairs: list[str]) -> dict[str, object]:
     return settings
 
 
+def monitor_prediction_log(
+    baseline: Path,
+    prediction_log: Path,
+    out: Path,
+    rows_from: str = "",
+    rows_until: str = "",
+    labels: str = "",
+    settings: dict[str, object] | None = None,
+) -> dict:
+    """monitor on the serving prediction log; returns the verdict (verdict.json's content)."""
+    from components.registry import get_spec
+    from components.runtime import execute
+    from pipelines.training_pipeline import PipelineDefaults
+
+    if not prediction_log.is_dir():
+        raise ConfigurationError(f"{prediction_log}: no prediction log folder")
+    manifest = execute(
+        get_spec("monitor"),
+        {
+            "baseline": str(baseline),
+            "window": str(prediction_log),
+            "monitoring": str(out / "monitoring"),
+            "window_start": rows_from,
+            "window_end": rows_until,
+            "timestamp_column": "timestamp",
+            "feature_repo": PipelineDefaults().feature_repo,
+            "labels": labels,
+            **(settings or {}),
+        },
+    )
+    return manifest.result or {}
+
+
 def _monitor(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = Path(args.out)
-    verdict = monitor_window(
-        Path(args.baseline),
-        Path(args.entity_rows),
-        out,
-        args.rows_from or "",
-        args.rows_until or "",
-        _settings(args.param or []),
-    )
+    settings = _settings(args.param or [])
+    if bool(args.entity_rows) == bool(args.prediction_log):
+        raise ConfigurationError("name either --entity-rows or --prediction-log")
+    if args.prediction_log:
+        verdict = monitor_prediction_log(
+            Path(args.baseline), Path(args.prediction_log), out, args.rows_from or "",
+            args.rows_until or "", args.labels or "", settings,
+        )  # fmt: skip
+    else:
+        if args.labels:
+            raise ConfigurationError("--labels: the labels are matched to a --prediction-log")
+        verdict = monitor_window(
+            Path(args.baseline),
+            Path(args.entity_rows),
+            out,
+            args.rows_from or "",
+            args.rows_until or "",
+            settings,
+        )
     elapsed = time.perf_counter() - started
     window = verdict.get("window") or {}
     print(
@@ -103,12 +153,18 @@ def _monitor(args: argparse.Namespace) -> int:
 
 def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
     monitor = commands.add_parser(
-        "monitor", help="compare recent data with a model's training baseline (drift)"
+        "monitor",
+        help="compare recent data or the prediction log with a model's baseline (drift, skew, "
+        "quality)",
     )
     monitor.add_argument(
-        "--baseline", required=True, help="validate's output of the model's training run"
+        "--baseline",
+        required=True,
+        help="the model's directory (train's output) or its training run's validate output",
     )
-    monitor.add_argument("--entity-rows", required=True, help="Parquet entity rows to monitor")
+    monitor.add_argument("--entity-rows", help="Parquet entity rows to monitor")
+    monitor.add_argument("--prediction-log", help="the server's prediction log folder")
+    monitor.add_argument("--labels", help="with --prediction-log: labels that have arrived")
     monitor.add_argument("--from", dest="rows_from", help="window start (ISO; inclusive)")
     monitor.add_argument("--until", dest="rows_until", help="window end (ISO; exclusive)")
     monitor.add_argument("--out", default=DEFAULT_OUT, help="where the window and report go")
@@ -116,6 +172,7 @@ def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
         "--param",
         action="append",
         metavar="NAME=VALUE",
-        help="monitor setting: drift_metric, drift_threshold, feature_thresholds, min_samples",
+        help="monitor setting: drift_metric, drift_threshold, feature_thresholds, min_samples, "
+        "skew_threshold, labels_key, label_column, min_labels, max_auc_drop, ...",
     )
     monitor.set_defaults(handler=_monitor)

@@ -1,14 +1,21 @@
 """Deterministic, vectorized synthetic card-transaction data for the Portside demo.
 
-Writes three Parquet files into an output directory:
+Writes four Parquet files into an output directory:
 
 * ``transactions.parquet``: one row per card transaction, labelled ``is_fraud``;
 * ``user_profiles.parquet``: slowly changing user attributes, one row per profile version;
 * ``user_daily_aggregates.parquet``: what a daily batch job produces (rolling 1/7/30-day counts
-  and amounts), with realistic landing delays, late rows and backfilled corrections.
+  and amounts), with realistic landing delays, late rows and backfilled corrections;
+* ``labels.parquet``: the delayed labels as a labels feed holds them at the window's end (one
+  row per transaction whose label has arrived: ``transaction_id``, ``is_fraud``,
+  ``labelled_at``): a fraud is known when its chargeback comes (1-40 days later), a legitimate
+  transaction once its dispute window closes (LEGIT_CONFIRMED_DAYS), so the last weeks are only
+  partly labelled and their labelled fraud rate runs high, as in production.
 
-Everything is drawn from one ``np.random.default_rng(seed)`` in a fixed order, so the same config
-gives identical tables. Timestamps are microsecond UTC (DuckDB and Feast reject nanoseconds).
+Everything is drawn from one ``np.random.default_rng(seed)`` in a fixed order (the drift
+scenario and the label delays from streams of their own, so adding them changes no other
+value), so the same config gives identical tables. Timestamps are microsecond UTC (DuckDB and
+Feast reject nanoseconds).
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ HOURLY_WEIGHTS = np.array(
 WEEKDAY_WEIGHTS = np.array([0.95, 0.95, 1.0, 1.0, 1.1, 1.2, 1.0])
 
 IN_WINDOW_SIGNUP_SHARE = 0.05
+CHARGEBACK_DAYS = (1, 40)  # a fraud's label arrives this many days after the transaction
+LEGIT_CONFIRMED_DAYS = 45  # a transaction nobody disputed is known legitimate after this
 NIGHT_FRAUD_EFFECT = 0.5  # fraud logit offset of transactions before 05:00 UTC
 
 
@@ -110,6 +119,9 @@ TRANSACTIONS_SCHEMA = pa.schema(
         ("event_timestamp", TIMESTAMP),
         ("is_fraud", pa.int64()),
     ]
+)
+LABELS_SCHEMA = pa.schema(
+    [("transaction_id", pa.int64()), ("is_fraud", pa.int64()), ("labelled_at", TIMESTAMP)]
 )
 USER_PROFILES_SCHEMA = pa.schema(
     [
@@ -177,6 +189,7 @@ class GeneratedData:
     transactions: Path
     user_profiles: Path
     user_daily_aggregates: Path
+    labels: Path
     rows: dict[str, int]
     fraud_rate: float
 
@@ -197,7 +210,7 @@ class _Users:
 
 
 def generate(config: SyntheticDataConfig, out_dir: Path, progress: bool = True) -> GeneratedData:
-    """Generate the three Parquet files into ``out_dir`` and return their paths and row counts."""
+    """Generate the four Parquet files into ``out_dir`` and return their paths and row counts."""
     config.validate()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,6 +239,7 @@ def generate(config: SyntheticDataConfig, out_dir: Path, progress: bool = True) 
             names.append(drifted.scenario.new_category)
             category, amount = drifted.category, drifted.amount
         tables["transactions"] = _transactions_table(user_id, ts, names, category, amount, is_fraud)
+        tables["labels"] = _delayed_labels_table(config.seed, ts, is_fraud, window)
         done("labels")
         tables["user_profiles"] = _user_profiles_table(rng, users, window)
         done("profiles")
@@ -243,6 +257,7 @@ def generate(config: SyntheticDataConfig, out_dir: Path, progress: bool = True) 
         transactions=paths["transactions"],
         user_profiles=paths["user_profiles"],
         user_daily_aggregates=paths["user_daily_aggregates"],
+        labels=paths["labels"],
         rows={name: table.num_rows for name, table in tables.items()},
         fraud_rate=float(is_fraud.mean()),
     )
@@ -519,6 +534,29 @@ def _transactions_table(
             pa.array(is_fraud),
         ],
         schema=TRANSACTIONS_SCHEMA,
+    )
+
+
+def _delayed_labels_table(
+    seed: int, event_us: np.ndarray, is_fraud: np.ndarray, window: _Window
+) -> pa.Table:
+    """The labels that have arrived by the window's end (see the module's docstring)."""
+    delay_rng = np.random.default_rng([seed, 2])  # its own stream: the other tables unchanged
+    low, high = CHARGEBACK_DAYS
+    delay = np.where(
+        is_fraud.astype(bool),
+        delay_rng.integers(low * US_PER_DAY, high * US_PER_DAY, len(event_us)),
+        LEGIT_CONFIRMED_DAYS * US_PER_DAY,
+    )
+    labelled_at = event_us + delay
+    known = np.flatnonzero(labelled_at <= window.end)
+    return pa.Table.from_arrays(
+        [
+            pa.array(known.astype(np.int64)),  # transaction ids are row numbers
+            pa.array(is_fraud[known].astype(np.int64)),
+            _timestamps(labelled_at[known]),
+        ],
+        schema=LABELS_SCHEMA,
     )
 
 

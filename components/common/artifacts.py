@@ -4,7 +4,8 @@ component reads what an earlier one wrote (as `model_io` is for the model's serv
   training_set/   features: training_set.parquet, manifest.json
   validation/     validate: result.json, report.html, statistics.json, summary.json
   model/          train: saved_model/, feature_spec.json, split.json, metrics.json,
-                  training_curves.png
+                  training_curves.png, and the monitoring baseline that travels with the
+                  model: statistics.json (validate's, copied) and reference_scores.json
   evaluation/     evaluate: metrics.json, blessing.json, roc.png, pr.png, calibration.png
   pushed/         push: pushed.json
   predictions/    batch_predict: predictions.parquet, metrics.json
@@ -41,6 +42,8 @@ FEATURE_SPEC_FILE = "feature_spec.json"
 SPLIT_FILE = "split.json"
 TRAINING_METRICS_FILE = "metrics.json"
 TRAINING_CURVES_FILE = "training_curves.png"
+# The scores of the validation split (decile bins, ROC AUC): prediction drift's reference.
+REFERENCE_SCORES_FILE = "reference_scores.json"
 # evaluation/, written by evaluate
 EVALUATION_METRICS_FILE = "metrics.json"
 BLESSING_FILE = "blessing.json"

@@ -15,13 +15,21 @@ from components.common.artifacts import MONITOR_PLOTS_DIR
 from components.validate.report import STYLE
 
 if TYPE_CHECKING:
-    from components.monitor.run import FeatureDrift, Verdict
+    from components.monitor.run import FeatureDrift, ServingChecks, Verdict
 
 MOST_BARS = 30  # bins beyond these (rare categories) are summed into one bar
-STATUS_CLASS = {"drift": "fail", "ok": "pass", "not enough data": "idle"}
+STATUS_CLASS = {
+    "drift": "fail",
+    "skew": "fail",
+    "quality-drop": "fail",
+    "ok": "pass",
+    "not enough data": "idle",
+}
 
 
-def render_report(verdict: Verdict, features: list[FeatureDrift], out: Path) -> str:
+def render_report(
+    verdict: Verdict, features: list[FeatureDrift], serving: ServingChecks, out: Path
+) -> str:
     drifted = [f for f in features if f.status == "drift"]
     ordered = drifted + [f for f in features if f.status != "drift"]
     rows = "\n".join(_row(f) for f in ordered)
@@ -29,7 +37,7 @@ def render_report(verdict: Verdict, features: list[FeatureDrift], out: Path) -> 
     reasons = "".join(f"<li>{escape(r)}</li>" for r in verdict.reasons)
     window = verdict.window
     span = f"{window['start'] or 'start'} to {window['end'] or 'end'}"
-    css = "failed" if drifted else "passed"
+    css = "failed" if verdict.findings else "passed"
     summary = f"Window {span}: {window['rows']:,} rows, against the baseline {verdict.baseline}."
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -46,6 +54,8 @@ def render_report(verdict: Verdict, features: list[FeatureDrift], out: Path) -> 
 {rows}
 </table>
 {"<h2>Drifted features</h2>" + plots if plots else ""}
+{_skew_section(serving)}
+{_quality_section(serving)}
 </body></html>
 """
 
@@ -103,3 +113,71 @@ def _plot(f: FeatureDrift, out: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     name = escape(f.feature)
     return f'<h3>{name}</h3><img alt="{name}" src="data:image/png;base64,{data}">'
+
+
+def _skew_section(serving: ServingChecks) -> str:
+    if not serving.skew:
+        return ""
+    rows = "\n".join(
+        f'<tr class="{STATUS_CLASS[s.status]}"><td class="status">{s.status}</td>'
+        f"<td>{escape(s.feature)}</td><td>{s.compared:,}</td><td>{s.mismatched:,}</td>"
+        f"<td>{s.mismatch_rate:.2%}</td><td>{s.threshold:.2%}</td>"
+        f"<td>{s.served_missing:,} / {s.offline_missing:,}</td>"
+        f"<td>{escape(_example(s.examples))}</td></tr>"
+        for s in sorted(serving.skew, key=lambda s: -s.mismatch_rate)
+    )
+    return f"""<h2>Training/serving skew</h2>
+<p>Served feature values against the point-in-time (as known) offline values for the same
+entities and times, on {serving.skew_rows:,} sampled predictions.</p>
+<table><tr><th>Status</th><th>Feature</th><th>Compared</th><th>Differ</th><th>Share</th>
+<th>Threshold</th><th>Missing (served / offline)</th><th>First difference</th></tr>
+{rows}</table>"""
+
+
+def _example(examples: list[dict]) -> str:
+    if not examples:
+        return "-"
+    first = dict(examples[0])
+    served, offline = first.pop("served"), first.pop("offline")
+    where = ", ".join(f"{k}={v}" for k, v in first.items())
+    return f"{where}: served {served}, offline {offline}"
+
+
+def _interval(low: float | None, value: float | None, high: float | None) -> str:
+    if value is None or low is None or high is None:
+        return "-"
+    return f"{value:.4f} ({low:.4f}-{high:.4f})"
+
+
+def _quality_section(serving: ServingChecks) -> str:
+    if not serving.quality:
+        return ""
+    reference = serving.reference_auc
+    rows = "\n".join(
+        f'<tr class="{STATUS_CLASS[a.status]}"><td class="status">{a.status}</td>'
+        f"<td>{escape(a.model_version)}</td><td>{escape(a.arm)}</td><td>{a.predictions:,}</td>"
+        f"<td>{a.labelled:,}</td><td>{a.positives:,}</td>"
+        f"<td>{_interval(a.roc_auc_low, a.roc_auc, a.roc_auc_high)}</td>"
+        f"<td>{a.mean_score:.4f}</td></tr>"
+        for a in serving.quality
+    )
+    ab = "\n".join(
+        f"<tr><td>{escape(r.challenger_arm)} v{escape(r.challenger_version)} vs champion "
+        f"v{escape(r.champion_version)}</td><td>{r.difference:+.4f} ({r.low:+.4f} to "
+        f"{r.high:+.4f})</td><td>{escape(r.conclusion)}</td></tr>"
+        for r in serving.ab
+    )
+    ab_table = (
+        "<h3>A/B readout (ROC AUC difference, 95% interval)</h3><table><tr><th>Arms</th>"
+        f"<th>Difference</th><th>Conclusion</th></tr>{ab}</table>"
+        if ab
+        else ""
+    )
+    said = f"the model's validation ROC AUC {reference:.4f}" if reference is not None else ""
+    return f"""<h2>Realized quality</h2>
+<p>Scores against the labels that have arrived, per model version and serving arm (ROC AUC with
+DeLong's 95% interval){"; reference: " + said if said else ""}.</p>
+<table><tr><th>Status</th><th>Version</th><th>Arm</th><th>Predictions</th><th>Labelled</th>
+<th>Positives</th><th>ROC AUC (95%)</th><th>Mean score</th></tr>
+{rows}</table>
+{ab_table}"""

@@ -1,17 +1,29 @@
-"""The `monitor` component: does a window of recent data still look like the training baseline?
+"""The `monitor` component: does a window of recent data still look like the training baseline,
+and does the served model still do as well?
 
-Reads the baseline statistics validate wrote (statistics.json: each number's decile bins with
-their counts, each category's frequencies, the feature service version), counts the window on
-the same bins in DuckDB (components.monitor.window), and per feature computes the population
-stability index and the Jensen-Shannon distance (components.monitor.drift). A feature drifts
-when the chosen metric exceeds its threshold; below `min_samples` rows in the window its status
-is "not enough data", never drift (missing values count: a column gone empty is drift).
+The baseline is a model directory (train copies validate's statistics.json into it and adds
+its validation scores, reference_scores.json) or a validate output (features only). The window
+is a features output or the serving prediction log. Checks:
+
+- data drift: the window counted on the baseline's bins in DuckDB (components.monitor.window),
+  per feature the population stability index and the Jensen-Shannon distance
+  (components.monitor.drift). A feature drifts when the chosen metric exceeds its threshold;
+  below `min_samples` rows its status is "not enough data", never drift (missing values count:
+  a column gone empty is drift). With a model baseline, only the model's inputs are compared.
+- prediction drift: the window's scores (a prediction log's `score_column`) on the bins of the
+  model's validation scores, as a feature named by the score column.
+- training/serving skew (with `feature_repo`, on a prediction log): components.monitor.skew.
+- realized quality (with `labels`): components.monitor.quality; a quality drop when the
+  champion arm's ROC AUC is below the model's validation AUC by more than `max_auc_drop` even
+  at the top of its 95% interval; the canary's A/B readout against the champion.
+
 Writes into the `monitoring` directory:
 
-  metrics.json   per feature: both distances, threshold, status, missing rates, new categories,
-                 the binned proportions on both sides
-  verdict.json   ok / drift / not enough data, with one reason per drifted feature
-  report.html    the verdict, a table of every feature, an overlay plot per drifted feature
+  metrics.json   every check's numbers (per feature: both distances, threshold, status,
+                 missing rates, new categories, the binned proportions on both sides)
+  verdict.json   ok / drift / skew / quality-drop / not enough data (the most severe finding),
+                 every finding's reason
+  report.html    the verdict, a table per check, an overlay plot per drifted feature
 
 Bad input (no rows in the window, a column the baseline has and the window lacks, a baseline of
 another feature service version) raises before anything is written.
@@ -24,18 +36,25 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from components.common.artifacts import (
+    FEATURE_SPEC_FILE,
     MANIFEST_FILE,
     MONITOR_METRICS_FILE,
     MONITOR_PLOTS_DIR,
     MONITOR_REPORT_FILE,
+    REFERENCE_SCORES_FILE,
     STATISTICS_FILE,
     VERDICT_FILE,
     read_json_object,
 )
 from components.errors import ConfigurationError, InputDataError
+
+if TYPE_CHECKING:
+    from components.monitor.quality import AbReadout, ArmQuality
+    from components.monitor.skew import FeatureSkew
+    from components.monitor.window import WindowCounts, WindowScan
 
 DRIFT_METRICS = ("psi", "js")
 NEW = "(new or rare)"  # the bin of values outside the baseline's listed categories
@@ -43,7 +62,10 @@ MISSING = "(missing)"
 TOP_NEW = 10
 
 Status = Literal["ok", "drift", "not enough data"]
-Kind = Literal["numeric", "categorical"]
+VerdictStatus = Literal["ok", "drift", "skew", "quality-drop", "not enough data"]
+SEVERITY: tuple[VerdictStatus, ...] = ("quality-drop", "skew", "drift")  # the verdict: first found
+Kind = Literal["numeric", "categorical", "prediction"]
+CHAMPION_ARM = "champion"  # the serving arm whose quality is judged (components.serve.arms)
 
 
 @dataclass(frozen=True)
@@ -75,12 +97,38 @@ class FeatureDrift:
 
 @dataclass(frozen=True)
 class Verdict:
-    verdict: Status
+    verdict: VerdictStatus
     reasons: list[str]
     drifted: list[str]
     window: dict[str, Any]
     metric: str
     baseline: str
+    findings: list[str] = field(default_factory=list)  # drift, skew, quality-drop: all found
+    skewed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the window is compared with (see the module's docstring)."""
+
+    path: Path
+    statistics: dict[str, Any]
+    numeric_edges: dict[str, list[float]]
+    categorical: list[str]
+    reference_scores: dict[str, Any] | None  # a model baseline's validation scores
+    label: str  # a model baseline's label column ("" for a validate output)
+
+
+@dataclass(frozen=True)
+class ServingChecks:
+    """The checks on a prediction log; empty where a check was not asked for."""
+
+    skew_rows: int = 0
+    skew: list[FeatureSkew] = field(default_factory=list)
+    quality: list[ArmQuality] = field(default_factory=list)
+    ab: list[AbReadout] = field(default_factory=list)
+    reference_auc: float | None = None
+    quality_drops: list[str] = field(default_factory=list)
 
 
 def run(
@@ -94,50 +142,156 @@ def run(
     drift_threshold: float = 0.2,
     feature_thresholds: str = "",
     min_samples: int = 500,
+    score_column: str = "score",
+    feature_repo: str = "",
+    skew_threshold: float = 0.01,
+    skew_sample_rows: int = 20_000,
+    labels: str = "",
+    labels_key: str = "",
+    label_column: str = "",
+    min_labels: int = 500,
+    max_auc_drop: float = 0.05,
 ) -> Verdict:
-    from components.monitor.window import count_window
+    from components.monitor.window import WindowScan
 
-    if drift_metric not in DRIFT_METRICS:
+    _check_settings(drift_metric, min_samples, drift_threshold, skew_threshold, skew_sample_rows)
+    base = load_baseline(Path(baseline))
+    label_column = label_column or base.label
+    if labels and not (labels_key and label_column):
         raise ConfigurationError(
-            f"drift_metric must be one of {DRIFT_METRICS}, got {drift_metric!r}"
+            "labels: name the labels' key column (labels_key) and, unless the baseline is a "
+            "model directory, its label column (label_column)"
         )
+    window_path = Path(window)
+    _check_feature_service(base.statistics, base.path / STATISTICS_FILE, window_path)
+    start, end = _time(window_start, "window_start"), _time(window_end, "window_end")
+    with WindowScan(window_path, timestamp_column, start, end) as scan:
+        numeric_edges = dict(base.numeric_edges)
+        if base.reference_scores and score_column in scan.types:  # a prediction log
+            numeric_edges[score_column] = base.reference_scores["drift_bins"]["edges"]
+        counts = scan.counts(numeric_edges, base.categorical)
+        if counts.rows == 0:
+            between = f" between {window_start or 'the start'} and {window_end or 'the end'}"
+            raise InputDataError(
+                f"{window_path}: the window holds no rows{between if start or end else ''}"
+            )
+        serving = _serving_checks(
+            scan, base, timestamp_column, feature_repo, skew_threshold, skew_sample_rows,
+            labels, labels_key, label_column, min_labels, max_auc_drop,
+        )  # fmt: skip
+    thresholds = _thresholds(
+        feature_thresholds, drift_threshold, [*numeric_edges, *base.categorical]
+    )
+    features = _feature_drift(base, counts, score_column if score_column in numeric_edges else "")
+    features = [_judge(f, drift_metric, thresholds[f.feature], min_samples) for f in features]
+    verdict = _verdict(
+        features, serving, counts.rows, window_start, window_end, drift_metric, baseline
+    )
+    _write(Path(monitoring), features, serving, verdict, base.statistics)
+    return verdict
+
+
+def _check_settings(
+    metric: str, min_samples: int, drift_threshold: float, skew_threshold: float, sample: int
+) -> None:
+    if metric not in DRIFT_METRICS:
+        raise ConfigurationError(f"drift_metric must be one of {DRIFT_METRICS}, got {metric!r}")
     if min_samples < 1:
         raise ConfigurationError(f"min_samples must be at least 1, got {min_samples}")
+    if sample < 1:
+        raise ConfigurationError(f"skew_sample_rows must be at least 1, got {sample}")
     _check_threshold("drift_threshold", drift_threshold)
-    statistics_path = Path(baseline) / STATISTICS_FILE
-    statistics = read_json_object(statistics_path, "validate")
+    _check_threshold("skew_threshold", skew_threshold)
+
+
+def load_baseline(path: Path) -> Baseline:
+    """statistics.json, and, in a model directory, the model's inputs and reference scores."""
+    from components.common.model_io import FeatureSpec
+
+    statistics_path = path / STATISTICS_FILE
+    statistics = read_json_object(statistics_path, "validate (copied into the model by train)")
     numeric_edges = _numeric_edges(statistics, statistics_path)
     categorical = list(statistics.get("categorical") or {})
+    reference, label = None, ""
+    if (path / FEATURE_SPEC_FILE).is_file():  # a model: monitor its inputs only
+        spec = FeatureSpec.load(path)
+        numeric_edges = {k: v for k, v in numeric_edges.items() if k in spec.columns}
+        categorical = [name for name in categorical if name in spec.columns]
+        label = spec.label
+    if (path / REFERENCE_SCORES_FILE).is_file():
+        reference = read_json_object(path / REFERENCE_SCORES_FILE, "train")
     if not numeric_edges and not categorical:
         raise InputDataError(f"{statistics_path}: the baseline describes no features")
-    thresholds = _thresholds(feature_thresholds, drift_threshold, [*numeric_edges, *categorical])
-    window_path = Path(window)
-    _check_feature_service(statistics, statistics_path, window_path)
-    start, end = _time(window_start, "window_start"), _time(window_end, "window_end")
-    counts = count_window(
-        window_path,
-        numeric_edges,
-        categorical,
-        timestamp_column,
-        start,
-        end,
-    )
-    if counts.rows == 0:
-        between = f" between {window_start or 'the start'} and {window_end or 'the end'}"
-        raise InputDataError(
-            f"{window_path}: the window holds no rows{between if start or end else ''}"
+    return Baseline(path, statistics, numeric_edges, categorical, reference, label)
+
+
+def _serving_checks(
+    scan: WindowScan,
+    base: Baseline,
+    timestamp_column: str,
+    feature_repo: str,
+    skew_threshold: float,
+    skew_sample_rows: int,
+    labels: str,
+    labels_key: str,
+    label_column: str,
+    min_labels: int,
+    max_auc_drop: float,
+) -> ServingChecks:
+    from components.monitor.quality import ab_readouts, quality_drop, realized_quality
+    from components.monitor.skew import training_serving_skew
+
+    checks = ServingChecks()
+    if feature_repo:
+        service = (base.statistics.get("feature_service") or {}).get("name")
+        if not service:
+            raise InputDataError(
+                f"{base.path / STATISTICS_FILE}: names no feature service, so the skew check "
+                "cannot join the offline values; run validate again"
+            )
+        features = [*base.numeric_edges, *base.categorical]
+        rows, skew = training_serving_skew(
+            scan, feature_repo, service, timestamp_column, features, skew_threshold,
+            skew_sample_rows,
+        )  # fmt: skip
+        checks = replace(checks, skew_rows=rows, skew=skew)
+    if labels:
+        arms = realized_quality(scan, Path(labels), labels_key, label_column, min_labels)
+        reference = (base.reference_scores or {}).get("roc_auc")
+        drops = [
+            f"{a.arm} v{a.model_version}: ROC AUC {a.roc_auc:.3f} "
+            f"(95% {a.roc_auc_low:.3f}-{a.roc_auc_high:.3f}) on {a.labelled:,} labelled, "
+            f"validation {reference:.3f}, allowed drop {max_auc_drop:g}"
+            for a in arms
+            if a.arm == CHAMPION_ARM
+            and reference is not None
+            and quality_drop(a, reference, max_auc_drop)
+        ]
+        checks = replace(
+            checks,
+            quality=arms,
+            ab=ab_readouts(arms, CHAMPION_ARM),
+            reference_auc=reference,
+            quality_drops=drops,
         )
+    return checks
+
+
+def _feature_drift(base: Baseline, counts: WindowCounts, score_column: str) -> list[FeatureDrift]:
+    numeric = base.statistics["numeric"]
     features = [
-        _numeric_drift(name, statistics["numeric"][name], counts.numeric[name])
-        for name in numeric_edges
-    ] + [
-        _categorical_drift(name, statistics["categorical"][name], counts.categorical[name])
-        for name in categorical
+        _numeric_drift(name, numeric[name]["drift_bins"], numeric[name]["null_count"],
+                       counts.numeric[name])
+        for name in base.numeric_edges
+    ]  # fmt: skip
+    if score_column:
+        bins = base.reference_scores["drift_bins"]  # type: ignore[index]
+        scores = _numeric_drift(score_column, bins, 0, counts.numeric[score_column])
+        features.append(replace(scores, kind="prediction"))
+    return features + [
+        _categorical_drift(name, base.statistics["categorical"][name], counts.categorical[name])
+        for name in base.categorical
     ]
-    features = [_judge(f, drift_metric, thresholds[f.feature], min_samples) for f in features]
-    verdict = _verdict(features, counts.rows, window_start, window_end, drift_metric, baseline)
-    _write(Path(monitoring), features, verdict, statistics)
-    return verdict
 
 
 def _numeric_edges(statistics: dict[str, Any], path: Path) -> dict[str, list[float]]:
@@ -211,12 +365,14 @@ def _time(text: str, name: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _numeric_drift(name: str, stats: dict[str, Any], window: list[int]) -> FeatureDrift:
-    edges, counts = stats["drift_bins"]["edges"], stats["drift_bins"]["counts"]
+def _numeric_drift(
+    name: str, bins: dict[str, list], null_count: int, window: list[int]
+) -> FeatureDrift:
+    edges, counts = bins["edges"], bins["counts"]
     labels = [f"<= {edges[0]:.4g}"] if edges else ["all"]
     labels += [f"({low:.4g}, {high:.4g}]" for low, high in zip(edges[:-1], edges[1:], strict=True)]
     labels += [f"> {edges[-1]:.4g}"] if edges else []
-    baseline = [*counts, stats["null_count"]]
+    baseline = [*counts, null_count]
     return _distances(name, "numeric", [*labels, MISSING], baseline, window)
 
 
@@ -278,12 +434,30 @@ def _judge(drift: FeatureDrift, metric: str, threshold: float, min_samples: int)
 
 
 def _verdict(
-    features: list[FeatureDrift], rows: int, start: str, end: str, metric: str, baseline: str
+    features: list[FeatureDrift],
+    serving: ServingChecks,
+    rows: int,
+    start: str,
+    end: str,
+    metric: str,
+    baseline: str,
 ) -> Verdict:
     drifted = [f for f in features if f.status == "drift"]
-    reasons = [_reason(f) for f in drifted]
-    if drifted:
-        status: Status = "drift"
+    skewed = [s for s in serving.skew if s.status == "skew"]
+    found: dict[VerdictStatus, list[str]] = {
+        "quality-drop": [f"quality drop: {d}" for d in serving.quality_drops],
+        "skew": [
+            f"{s.feature}: served differs from offline in {s.mismatch_rate:.1%} of "
+            f"{s.compared:,} rows > {s.threshold:.1%}"
+            for s in skewed
+        ],
+        "drift": [_reason(f) for f in drifted],
+    }
+    findings = [status for status in SEVERITY if found[status]]
+    reasons = [reason for status in SEVERITY for reason in found[status]]
+    status: VerdictStatus
+    if findings:
+        status = findings[0]
     elif all(f.status == "not enough data" for f in features):
         status = "not enough data"
         reasons = [f"no feature has enough values in the window ({rows:,} rows)"]
@@ -296,6 +470,8 @@ def _verdict(
         window={"start": start or None, "end": end or None, "rows": rows},
         metric=metric,
         baseline=baseline,
+        findings=list(findings),
+        skewed=[s.feature for s in skewed],
     )
 
 
@@ -310,7 +486,13 @@ def _reason(f: FeatureDrift) -> str:
     return text
 
 
-def _write(out: Path, features: list[FeatureDrift], verdict: Verdict, statistics: dict) -> None:
+def _write(
+    out: Path,
+    features: list[FeatureDrift],
+    serving: ServingChecks,
+    verdict: Verdict,
+    statistics: dict,
+) -> None:
     import shutil
 
     from components.monitor.report import render_report
@@ -323,7 +505,13 @@ def _write(out: Path, features: list[FeatureDrift], verdict: Verdict, statistics
         "metric": verdict.metric,
         "baseline_rows": statistics.get("rows"),
         "features": [asdict(f) for f in features],
+        "skew": {"rows": serving.skew_rows, "features": [asdict(s) for s in serving.skew]},
+        "quality": {
+            "reference_roc_auc": serving.reference_auc,
+            "arms": [asdict(a) for a in serving.quality],
+            "ab": [asdict(r) for r in serving.ab],
+        },
     }
     (out / MONITOR_METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    (out / MONITOR_REPORT_FILE).write_text(render_report(verdict, features, out))
+    (out / MONITOR_REPORT_FILE).write_text(render_report(verdict, features, serving, out))
     (out / VERDICT_FILE).write_text(json.dumps(asdict(verdict), indent=2))  # last: complete

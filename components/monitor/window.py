@@ -1,4 +1,5 @@
-"""Count a window's values on the baseline's bins, in DuckDB over the Parquet files.
+"""The monitoring window in DuckDB over its Parquet files: counts on the baseline's bins,
+samples, and the queries the skew and quality checks make.
 
 One scan of the window computes every feature's counts (a bin index per number, a histogram per
 category), so memory stays bounded by the number of bins and categories, not by the rows: a
@@ -10,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.errors import InputDataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -37,75 +41,104 @@ def parquet_files(path: Path) -> list[Path]:
     return files
 
 
-def _quoted(name: str) -> str:
+def quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def count_window(
-    window: Path,
-    numeric_edges: dict[str, list[float]],
-    categorical: list[str],
-    timestamp_column: str,
-    start: datetime | None,
-    end: datetime | None,
-) -> WindowCounts:
-    """Counts of every feature on its bins, for rows with start <= timestamp < end."""
-    import duckdb
+class WindowScan:
+    """The window's Parquet files in one DuckDB connection: `relation` is the window's rows
+    (after the time filter, start <= timestamp < end) for every query the checks make."""
 
-    files = parquet_files(window)
-    connection = duckdb.connect()
-    try:
-        connection.execute("SET TimeZone = 'UTC'")  # a naive timestamp means UTC, as _time's
-        paths = ", ".join(_literal(str(f)) for f in files)
+    def __init__(
+        self,
+        window: Path,
+        timestamp_column: str,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> None:
+        import duckdb
+
+        self.path = window
+        files = parquet_files(window)
+        self.connection = duckdb.connect()
+        self.connection.execute("SET TimeZone = 'UTC'")  # a naive timestamp means UTC
+        paths = ", ".join(literal(str(f)) for f in files)
         source = f"read_parquet([{paths}], union_by_name = true)"
-        described = connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
-        types = {row[0]: row[1] for row in described}
-        wanted = [*numeric_edges, *categorical, *([timestamp_column] if start or end else [])]
-        missing = [name for name in wanted if name not in types]
+        described = self.connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        self.types: dict[str, str] = {row[0]: row[1] for row in described}
+        if (start or end) and timestamp_column not in self.types:
+            raise InputDataError(f"{window}: the window has no time column {timestamp_column!r}")
+        where, self.parameters = _time_filter(timestamp_column, start, end)
+        self.relation = f"(SELECT * FROM {source} {where})"
+
+    def __enter__(self) -> WindowScan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.connection.close()
+
+    def require(self, columns: list[str], why: str) -> None:
+        missing = [name for name in columns if name not in self.types]
         if missing:
             raise InputDataError(
-                f"{window}: the window lacks column(s) {', '.join(missing)} that the baseline has"
+                f"{self.path}: the window lacks column(s) {', '.join(missing)} {why}"
             )
+
+    def query(self, sql: str) -> Any:
+        """`sql` with {window} standing for the window's rows; the executed cursor."""
+        return self.connection.execute(sql.format(window=self.relation), self.parameters)
+
+    def counts(self, numeric_edges: dict[str, list[float]], categorical: list[str]) -> WindowCounts:
+        """Counts of every feature on its bins, in one scan."""
+        self.require([*numeric_edges, *categorical], "that the baseline has")
         selects = ["count(*) AS __rows"]
         for name, edges in numeric_edges.items():
-            value = f"CAST({_quoted(name)} AS DOUBLE)"
+            value = f"CAST({quoted(name)} AS DOUBLE)"
             # An edge as text cast to DOUBLE: repr round-trips exactly, 'inf' included.
             index = " + ".join(
-                f"({value} > CAST({_literal(repr(edge))} AS DOUBLE))::INTEGER" for edge in edges
+                f"({value} > CAST({literal(repr(edge))} AS DOUBLE))::INTEGER" for edge in edges
             )
             selects.append(
                 f"histogram(CASE WHEN {value} IS NULL OR isnan({value}) THEN -1 "
-                f"ELSE {index or '0'} END) AS {_quoted(name)}"
+                f"ELSE {index or '0'} END) AS {quoted(name)}"
             )
         for name in categorical:
-            selects.append(f"histogram({_category(name, types[name])}) AS {_quoted(name)}")
-            selects.append(f"count(*) - count({_quoted(name)}) AS {_quoted(name + '__missing')}")
-        where, parameters = _time_filter(timestamp_column, start, end)
-        query = f"SELECT {', '.join(selects)} FROM {source} {where}"
-        row = connection.execute(query, parameters).fetchone()
-        names = [d[0] for d in connection.description]
-    finally:
-        connection.close()
-    record = dict(zip(names, row, strict=True))
-    numeric = {
-        name: _numeric_counts(record[name], len(edges) + 1) for name, edges in numeric_edges.items()
-    }
-    counts = {name: dict(record[name] or {}) for name in categorical}
-    for name in categorical:
-        if record[f"{name}__missing"]:
-            counts[name][None] = int(record[f"{name}__missing"])  # type: ignore[index]
-    return WindowCounts(rows=int(record["__rows"]), numeric=numeric, categorical=counts)
+            selects.append(f"histogram({_category(name, self.types[name])}) AS {quoted(name)}")
+            selects.append(f"count(*) - count({quoted(name)}) AS {quoted(name + '__missing')}")
+        cursor = self.query(f"SELECT {', '.join(selects)} FROM {{window}}")
+        row = cursor.fetchone()
+        names = [d[0] for d in cursor.description]
+        record = dict(zip(names, row, strict=True))
+        numeric = {
+            name: _numeric_counts(record[name], len(edges) + 1)
+            for name, edges in numeric_edges.items()
+        }
+        counts = {name: dict(record[name] or {}) for name in categorical}
+        for name in categorical:
+            if record[f"{name}__missing"]:
+                counts[name][None] = int(record[f"{name}__missing"])  # type: ignore[index]
+        return WindowCounts(rows=int(record["__rows"]), numeric=numeric, categorical=counts)
+
+    def sample(self, columns: list[str], rows: int, seed: int = 7) -> pa.Table:
+        """At most `rows` of the window's rows (a reservoir sample, the same for the same
+        window), with `columns`."""
+        self.require(columns, "that the check needs")
+        selected = ", ".join(quoted(c) for c in columns)
+        return self.query(
+            f"SELECT {selected} FROM {{window}} USING SAMPLE reservoir({int(rows)} ROWS) "
+            f"REPEATABLE ({int(seed)})"
+        ).to_arrow_table()
 
 
 def _category(name: str, kind: str) -> str:
     """A category as the baseline spells it (Python's str(): booleans are True/False)."""
     if kind == "BOOLEAN":
-        return f"CASE WHEN {_quoted(name)} THEN 'True' WHEN NOT {_quoted(name)} THEN 'False' END"
-    return f"CAST({_quoted(name)} AS VARCHAR)"
+        return f"CASE WHEN {quoted(name)} THEN 'True' WHEN NOT {quoted(name)} THEN 'False' END"
+    return f"CAST({quoted(name)} AS VARCHAR)"
 
 
 def _numeric_counts(histogram: dict[int, int] | None, bins: int) -> list[int]:
@@ -120,9 +153,9 @@ def _time_filter(
 ) -> tuple[str, list[Any]]:
     clauses, parameters = [], []
     if start is not None:
-        clauses.append(f"{_quoted(column)} >= ?")
+        clauses.append(f"{quoted(column)} >= ?")
         parameters.append(start)
     if end is not None:
-        clauses.append(f"{_quoted(column)} < ?")
+        clauses.append(f"{quoted(column)} < ?")
         parameters.append(end)
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), parameters

@@ -84,7 +84,14 @@ def openapi_document(
             },
             "parameters": {
                 "type": "object",
-                "properties": {"return_features": {"type": "boolean"}},
+                "properties": {
+                    "return_features": {"type": "boolean"},
+                    "request_id": {
+                        "oneOf": [{"type": "string"}, {"type": "integer"}],
+                        "description": "Names the request in the prediction log (labels "
+                        "arriving later are matched to it).",
+                    },
+                },
                 "additionalProperties": False,
             },
         },

@@ -4,7 +4,9 @@ An instance is the entity keys plus the request-time fields of the model's Featu
 (`OnlineLookup.field_types`). Every error names what is wrong where (`instances[2].amount`,
 `inputs[1] (amount)`), so a client can fix its request without reading server logs.
 
-- Vertex AI: `{"instances": [{field: value, ...}, ...], "parameters": {"return_features": true}}`.
+- Vertex AI: `{"instances": [{field: value, ...}, ...], "parameters": {"return_features": true}}`;
+  `parameters.request_id` (text) names the request in the prediction log, as the open inference
+  protocol's `id` does: labels that arrive later are matched to predictions by it.
 - Open Inference Protocol v2: one input tensor per field, `{"inputs": [{"name", "shape",
   "datatype", "data"}, ...], "outputs": [{"name"}, ...]}`, JSON data or the binary tensor
   extension that tritonclient sends by default (`Inference-Header-Content-Length`).
@@ -141,13 +143,22 @@ def parse_vertex(body: bytes, field_types: dict[str, str], max_instances: int) -
             }
         )
     parameters = _object(document, "parameters", "body")
-    extra = sorted(set(parameters) - {"return_features"})
+    extra = sorted(set(parameters) - {"return_features", "request_id"})
     if extra:
         raise RequestError(f"parameters: unknown field(s) {', '.join(extra)}")
     return_features = parameters.get("return_features", False)
     if not isinstance(return_features, bool):
         raise RequestError("parameters.return_features: expected true or false")
-    return ScoringRequest(rows, return_features=return_features)
+    request_id = parameters.get("request_id")
+    if request_id is not None and (
+        isinstance(request_id, bool) or not isinstance(request_id, (str, int))
+    ):
+        raise RequestError("parameters.request_id: expected text or an integer")
+    return ScoringRequest(
+        rows,
+        return_features=return_features,
+        request_id=None if request_id is None else str(request_id),
+    )
 
 
 def _fields(field_types: dict[str, str]) -> str:

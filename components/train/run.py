@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.common.artifacts import (
+    REFERENCE_SCORES_FILE,
     SAVED_MODEL_DIR,
+    STATISTICS_FILE,
     TRAINING_CURVES_FILE,
     TRAINING_METRICS_FILE,
     read_labelled_training_set,
@@ -116,10 +118,12 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     export_model(trained.model, spec, out)
     boundaries(split, spec.timestamp, validation_fraction, test_fraction).save(out)
+    validation_scores = predict_keras(trained.model, split.validation, spec)
     final = {
         "train": score(trained.model, split.train, spec),
-        "validation": score(trained.model, split.validation, spec),
+        "validation": score(trained.model, split.validation, spec, validation_scores),
     }
+    write_monitoring_baseline(Path(validation), out, validation_scores, final["validation"])
     metrics = training_metrics(trained, split, spec, hyper, final)
     metrics["split"] |= {"validation_fraction": validation_fraction, "test_fraction": test_fraction}
     metrics["seconds"] = round(time.perf_counter() - started, 3)
@@ -295,17 +299,45 @@ def predict_keras(model: keras.Model, frame: pd.DataFrame, spec: FeatureSpec) ->
     return model.predict(dataset, verbose=0).reshape(-1)
 
 
-def score(model: keras.Model, frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, float]:
-    """Exact log loss, ROC AUC and PR AUC (average precision) of the final model."""
+def score(
+    model: keras.Model,
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    probabilities: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Exact log loss, ROC AUC and PR AUC (average precision) of the final model (on
+    `probabilities` when they were predicted already)."""
     from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
     labels = frame[spec.label].to_numpy()
-    probabilities = predict_keras(model, frame, spec).astype("float64")
+    if probabilities is None:
+        probabilities = predict_keras(model, frame, spec)
+    probabilities = probabilities.astype("float64")
     return {
         "loss": float(log_loss(labels, probabilities, labels=[0, 1])),
         "roc_auc": float(roc_auc_score(labels, probabilities)),
         "pr_auc": float(average_precision_score(labels, probabilities)),
     }
+
+
+def write_monitoring_baseline(
+    validation: Path, out: Path, scores: np.ndarray, scored: dict[str, float]
+) -> None:
+    """The model carries what monitoring compares it with: the training set's statistics
+    (validate's statistics.json, copied) and its scores on the validation split (decile bins
+    for prediction drift, ROC AUC for the realized-quality check)."""
+    from components.validate.statistics import drift_bins
+
+    if (validation / STATISTICS_FILE).is_file():  # a validate output always has it
+        shutil.copyfile(validation / STATISTICS_FILE, out / STATISTICS_FILE)
+    reference = {
+        "split": "validation",
+        "rows": int(len(scores)),
+        "roc_auc": scored["roc_auc"],
+        "positive_rate_predicted": float(scores.mean()) if len(scores) else None,
+        "drift_bins": drift_bins(scores.astype("float64")),
+    }
+    write_json(out / REFERENCE_SCORES_FILE, reference)
 
 
 def export_model(model: keras.Model, spec: FeatureSpec, out: Path) -> None:

@@ -31,7 +31,8 @@ SPEC = ComponentSpec(
         Artifact(
             "model",
             "model",
-            "Directory: saved_model/, feature_spec.json, split.json, metrics.json, curves.",
+            "Directory: saved_model/, feature_spec.json, split.json, metrics.json, curves, "
+            "and the monitoring baseline (statistics.json, reference_scores.json).",
         ),
     ),
     parameters=(

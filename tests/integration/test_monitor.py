@@ -9,6 +9,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import (
@@ -144,3 +145,137 @@ def test_the_drift_report_renders_in_a_browser(drifted):
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def _prediction_log(training_set: Path, start, end) -> pd.DataFrame:
+    """A prediction log as a perfectly fresh server would write it for the window's
+    transactions: at each transaction's time, the features training joins for it (as known
+    then), request ids = transaction ids; scores that rank the frauds above most others."""
+    frame = pd.read_parquet(training_set / "training_set.parquet")
+    frame = frame[(frame["event_timestamp"] >= start) & (frame["event_timestamp"] < end)]
+    rng = np.random.default_rng(3)
+    score = np.clip(0.05 + 0.5 * frame["is_fraud"] + rng.normal(0, 0.2, len(frame)), 0, 1)
+    log = frame.drop(columns=["is_fraud", "transaction_id"]).assign(
+        timestamp=frame["event_timestamp"],
+        request_id=frame["transaction_id"].astype(str),
+        instance=0,
+        model_version="1",
+        arm="champion",
+        score=score,
+    )
+    return log.drop(columns=["event_timestamp"])
+
+
+def _write_log(log: pd.DataFrame, folder: Path) -> Path:
+    from components.serve.prediction_log import write_parquet
+
+    write_parquet(folder, log.to_dict("records"))
+    return folder
+
+
+def _serving_monitor(baseline: Path, log: Path, out: Path, ws, *more: str) -> dict:
+    args = ["--baseline", str(baseline), "--window", str(log), "--monitoring", str(out)]
+    args += ["--timestamp-column", "timestamp", "--feature-repo", str(ws.repo), *more]
+    done = run_component("monitor", *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_skew_names_the_feature_the_server_got_wrong(drifted, tmp_path):
+    """The served values equal the offline point-in-time values: no feature skews; a log
+    where a tenth of txn_count_7d values are off (a stale online store) skews on it alone."""
+    root, training_set, validation, ws = drifted
+    log = _prediction_log(training_set, HOLDOUT_START, DRIFT_START)
+    good = _write_log(log, tmp_path / "good")
+    metrics = _serving_monitor(validation, good, tmp_path / "out-good", ws)
+    skew = {s["feature"]: s for s in metrics["skew"]["features"]}
+    assert metrics["skew"]["rows"] == len(log)
+    assert "txn_count_7d" in skew and "amount" not in skew  # a request field: not compared
+    assert all(s["mismatched"] == 0 for s in skew.values()), skew
+    verdict = json.loads((tmp_path / "out-good" / "verdict.json").read_text())
+    assert "skew" not in verdict["findings"]
+
+    stale = log.copy()
+    wrong = np.random.default_rng(1).random(len(stale)) < 0.1
+    stale.loc[wrong, "txn_count_7d"] = stale.loc[wrong, "txn_count_7d"].fillna(0) + 3
+    metrics = _serving_monitor(validation, _write_log(stale, tmp_path / "stale"),
+                               tmp_path / "out-stale", ws)  # fmt: skip
+    verdict = json.loads((tmp_path / "out-stale" / "verdict.json").read_text())
+    assert verdict["verdict"] == "skew" and verdict["skewed"] == ["txn_count_7d"], verdict
+    skewed = next(s for s in metrics["skew"]["features"] if s["feature"] == "txn_count_7d")
+    assert skewed["mismatched"] == int(wrong.sum())
+    assert skewed["examples"][0]["served"] == skewed["examples"][0]["offline"] + 3
+    report = (tmp_path / "out-stale" / "report.html").read_text()
+    assert "Training/serving skew" in report
+
+
+def test_realized_quality_per_arm_with_the_ab_readout(drifted, tmp_path):
+    """The generator's delayed labels joined to the log by request id: the champion's ROC AUC
+    is the one sklearn computes on the same pairs, inside its interval; a canary scoring at
+    random is read out as worse; a champion scoring at random is a quality drop against the
+    baseline's validation AUC. (Weeks old enough that the legitimate transactions are labelled
+    too: the last 45 days' labels are frauds only.)"""
+    from sklearn.metrics import roc_auc_score
+
+    root, training_set, validation, ws = drifted
+    start = DATA_END - timedelta(days=60)
+    log = _prediction_log(training_set, start, start + timedelta(days=14))
+    canary = np.random.default_rng(2).random(len(log)) < 0.3
+    log.loc[canary, ["arm", "model_version"]] = ["canary", "2"]
+    log.loc[canary, "score"] = np.random.default_rng(4).random(int(canary.sum()))
+    _write_log(log, tmp_path / "ab")
+    baseline = tmp_path / "baseline"  # validate's statistics and a model's validation scores
+    baseline.mkdir()
+    (baseline / "statistics.json").write_text((validation / "statistics.json").read_text())
+    bins = {"edges": [0.1, 0.3, 0.6], "counts": [70, 20, 6, 4]}
+    (baseline / "reference_scores.json").write_text(
+        json.dumps({"roc_auc": 0.9, "drift_bins": bins})
+    )
+    labels = ws.sources / "labels.parquet"
+    more = ["--labels", str(labels), "--labels-key", "transaction_id"]
+    more += ["--label-column", "is_fraud", "--min-labels", "100"]
+    metrics = _serving_monitor(baseline, tmp_path / "ab", tmp_path / "out", ws, *more)
+    arms = {a["arm"]: a for a in metrics["quality"]["arms"]}
+    known = pd.read_parquet(labels).set_index("transaction_id")["is_fraud"]
+    champion = log[~canary]
+    labelled = champion[champion["request_id"].astype(int).isin(known.index)]
+    truth = known.loc[labelled["request_id"].astype(int)].to_numpy()
+    reported = arms["champion"]
+    assert reported["labelled"] == len(labelled) and reported["positives"] == truth.sum()
+    assert reported["roc_auc"] == pytest.approx(roc_auc_score(truth, labelled["score"]))
+    assert reported["roc_auc_low"] < reported["roc_auc"] < reported["roc_auc_high"]
+    assert reported["status"] == "ok" and arms["canary"]["model_version"] == "2"
+    (readout,) = metrics["quality"]["ab"]
+    assert readout["high"] < 0 and "worse" in readout["conclusion"], readout
+    verdict = json.loads((tmp_path / "out" / "verdict.json").read_text())
+    assert "quality-drop" not in verdict["findings"]  # the canary's quality is a readout
+
+    log["score"] = np.random.default_rng(5).random(len(log))  # the champion broke
+    _write_log(log, tmp_path / "broken")
+    _serving_monitor(baseline, tmp_path / "broken", tmp_path / "out-broken", ws, *more)
+    verdict = json.loads((tmp_path / "out-broken" / "verdict.json").read_text())
+    assert verdict["verdict"] == "quality-drop", verdict
+    assert verdict["reasons"][0].startswith("quality drop: champion v1: ROC AUC 0.")
+
+
+def test_portside_monitor_reads_a_prediction_log(drifted, tmp_path):
+    """`portside monitor --prediction-log`: the log's window, the skew against the profile's
+    feature repo, the delayed labels; either entity rows or a log, never both."""
+    root, training_set, validation, ws = drifted
+    start = DATA_END - timedelta(days=60)
+    log = _write_log(_prediction_log(training_set, start, DATA_END), tmp_path / "log")
+    command = [str(BIN / "portside"), "monitor", "--baseline", str(validation)]
+    command += ["--prediction-log", str(log), "--out", str(tmp_path / "out")]
+    command += ["--from", (start + timedelta(days=7)).isoformat()]
+    command += ["--until", (start + timedelta(days=14)).isoformat()]
+    command += ["--labels", str(ws.sources / "labels.parquet")]
+    command += ["--param", "labels_key=transaction_id", "--param", "label_column=is_fraud"]
+    out = run_cli([*command, "--param", "min_labels=50"], cwd=ws.root)
+    assert out.splitlines()[0].startswith("monitor: ") and "report " in out
+    metrics = json.loads((tmp_path / "out" / "monitoring" / "metrics.json").read_text())
+    rows, logged = metrics["window"]["rows"], len(pd.read_parquet(log))
+    assert 0 < rows < logged and metrics["skew"]["rows"] == rows  # the week asked for only
+    assert metrics["quality"]["arms"][0]["predictions"] == rows
+    both = run_command([*command, "--entity-rows", str(ws.sources / "transactions.parquet")],
+                       cwd=ws.root)  # fmt: skip
+    assert both.returncode == 1 and "either --entity-rows or --prediction-log" in both.stderr

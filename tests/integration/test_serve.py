@@ -27,12 +27,12 @@ import schemathesis
 from conftest import (
     BIN,
     EXAMPLE,
+    EXPECTATION_SUITE,
     MODEL_NAME,
     ROOT,
     make_workspace,
     run_cli,
     uv_command,
-    write_validation_summary,
 )
 from mlflow_server import free_port
 
@@ -100,10 +100,11 @@ def train_and_push(repo: Path, rows: Path, root: Path, tracking_uri: Path) -> Pa
     from components.features.run import run as build_training_set
     from components.push.run import run as push
     from components.train.run import run as train
+    from components.validate.run import run as validate
 
     training_set = root / "training_set"
     build_training_set(str(rows), str(training_set), feature_repo=str(repo), **EXAMPLE)
-    write_validation_summary(root / "validation", passed=True)
+    validate(str(training_set), str(root / "validation"), str(EXPECTATION_SUITE))
     args = (str(training_set), str(root / "validation"))
     train(*args, str(root / "model"), epochs=2, tracking_uri=str(tracking_uri))
     result = evaluate(
@@ -261,6 +262,60 @@ def test_no_training_serving_skew(server, materialized, champion, tmp_path):
             assert list(served[column].fillna("")) == list(offline[column].fillna("")), column
     scores = np.array([score(p) for p in answer["predictions"]])
     assert np.allclose(scores, model.predict(offline), atol=1e-6)
+
+
+def test_the_monitor_reads_what_the_server_logged(fresh_data, champion, tmp_path):
+    """Transactions old enough to be labelled, sent one per request named by its transaction
+    id: the monitor on the prediction log, with the champion's model directory as the baseline
+    (train put validate's statistics and its validation scores there), finds every served
+    feature equal to the offline point-in-time value, compares the scores with the validation
+    scores, and scores the champion against the generator's delayed labels."""
+    from sklearn.metrics import roc_auc_score
+
+    model_dir, tracking_uri = champion
+    folder = tmp_path / "log"
+    server = start_server(
+        fresh_data.repo, tracking_uri, tmp_path / "server.log", "--prediction-log", str(folder)
+    )
+    labels = pd.read_parquet(fresh_data.sources / "labels.parquet")
+    transactions = pd.read_parquet(fresh_data.sources / "transactions.parquet")
+    old = transactions[transactions["transaction_id"].isin(labels["transaction_id"])]
+    old = pd.concat([old[old["is_fraud"] == 0].head(300), old[old["is_fraud"] == 1].head(60)])
+    try:
+        wait_listening(server, "/health")
+        for row in old.itertuples():
+            instance = {"user_id": row.user_id, "amount": row.amount,
+                        "merchant_category": row.merchant_category}  # fmt: skip
+            body = {"instances": [instance], "parameters": {"request_id": row.transaction_id}}
+            status, answer = call(server.url + "/predict", body)
+            assert status == 200, answer
+    finally:
+        assert stop_server(server), server.output()
+    out = tmp_path / "monitoring"
+    args = ["--baseline", str(model_dir), "--window", str(folder), "--monitoring", str(out)]
+    args += ["--timestamp-column", "timestamp", "--feature-repo", str(fresh_data.repo)]
+    args += ["--labels", str(fresh_data.sources / "labels.parquet")]
+    args += ["--labels-key", "transaction_id", "--min-labels", "100", "--min-samples", "100"]
+    done = subprocess.run(
+        [sys.executable, "-m", "components", "monitor", *args],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["skew"]["rows"] == len(old)
+    assert metrics["skew"]["features"] and all(
+        s["mismatched"] == 0 for s in metrics["skew"]["features"]
+    ), metrics["skew"]
+    prediction = next(f for f in metrics["features"] if f["kind"] == "prediction")
+    assert prediction["feature"] == "score" and prediction["values"] == len(old)
+    (quality,) = metrics["quality"]["arms"]
+    logged = pd.read_parquet(folder).merge(
+        labels.assign(request_id=labels["transaction_id"].astype(str)), on="request_id"
+    )
+    assert quality["labelled"] == len(old) and quality["positives"] == 60
+    assert quality["roc_auc"] == pytest.approx(roc_auc_score(logged["is_fraud"], logged["score"]))
+    reference = json.loads((model_dir / "reference_scores.json").read_text())
+    assert metrics["quality"]["reference_roc_auc"] == reference["roc_auc"]
 
 
 def test_open_inference_protocol_through_tritonclient(server, fresh_data):

@@ -78,6 +78,10 @@ def test_training_writes_the_model_directory(trained, tracking):
     assert sum(metrics["split"]["rows"].values()) == 20_000
     assert metrics["split"]["validation_start"] < metrics["split"]["test_start"]
     assert result.examples_per_second > 0
+    # prediction drift's reference: the validation split's scores
+    reference = json.loads((model_dir / "reference_scores.json").read_text())
+    assert reference["roc_auc"] == pytest.approx(result.validation_roc_auc)
+    assert sum(reference["drift_bins"]["counts"]) == metrics["split"]["rows"]["validation"]
 
     client = MlflowClient(f"sqlite:///{tracking}")
     logged = client.get_run(result.mlflow_run_id).data

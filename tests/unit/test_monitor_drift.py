@@ -208,3 +208,25 @@ def test_a_baseline_without_drift_bins_asks_for_validate_again(tmp_path):
     path = window(tmp_path / "w.parquet", frame(1_000, 1))
     with pytest.raises(InputDataError, match="'amount' has no drift_bins.*run validate again"):
         run(str(base), str(path), str(tmp_path / "out"))
+
+
+def test_delong_auc_is_sklearns_and_its_interval_covers_like_a_95_percent_one():
+    """Ties included (scores rounded); over repeated samples the interval holds the AUC of the
+    population about 95% of the time."""
+    from sklearn.metrics import roc_auc_score
+
+    from components.monitor.quality import Z_95, delong_auc
+
+    rng = np.random.default_rng(0)
+    labels = rng.random(2_000) < 0.1
+    scores = np.round(rng.normal(labels * 1.0, 1.0), 1)
+    auc, variance = delong_auc(labels, scores)
+    assert auc == pytest.approx(roc_auc_score(labels, scores))
+    population = 0.7602  # Phi(1 / sqrt(2)): two unit normals one apart
+    covered = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        labels = rng.random(1_000) < 0.2
+        auc, variance = delong_auc(labels, rng.normal(labels * 1.0, 1.0))
+        covered += abs(auc - population) <= Z_95 * np.sqrt(variance)
+    assert 0.91 <= covered / 200 <= 0.99

@@ -16,7 +16,7 @@ from synthetic_data import GeneratedData, SyntheticDataConfig, generate
 N = 20_000
 TS = pa.timestamp("us", tz="UTC")
 CONFIG = SyntheticDataConfig(transactions=N)
-FILES = ("transactions", "user_profiles", "user_daily_aggregates")
+FILES = ("transactions", "user_profiles", "user_daily_aggregates", "labels")
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,11 @@ def test_schemas_are_exact(data: GeneratedData) -> None:
             ("avg_amount_30d", pa.float64()),
             ("event_timestamp", TS),
             ("created_timestamp", TS),
+        ],
+        "labels": [
+            ("transaction_id", pa.int64()),
+            ("is_fraud", pa.int64()),
+            ("labelled_at", TS),
         ],
     }
     for name, table in _tables(data).items():
@@ -303,3 +308,23 @@ def test_a_drift_start_outside_the_window_names_the_field():
     config = SyntheticDataConfig(drift=DriftScenario(start=CONFIG.end + timedelta(days=1)))
     with pytest.raises(ValueError, match="drift start .* is outside the data's window"):
         config.validate()
+
+
+def test_delayed_labels_are_the_ones_arrived_by_the_end(data: GeneratedData, tx) -> None:
+    """A fraud is labelled by its chargeback (1-40 days on), a legitimate transaction once its
+    45-day dispute window closed; only labels arrived by the window's end are in the feed."""
+    from synthetic_data.transactions import CHARGEBACK_DAYS, LEGIT_CONFIRMED_DAYS
+
+    labels = pd.read_parquet(data.labels)
+    assert labels["labelled_at"].max() <= CONFIG.end
+    joined = labels.merge(tx, on="transaction_id", suffixes=("", "_tx"))
+    assert len(joined) == len(labels) and (joined["is_fraud"] == joined["is_fraud_tx"]).all()
+    delay = (joined["labelled_at"] - joined["event_timestamp"]).dt.total_seconds() / 86_400
+    fraud = joined["is_fraud"] == 1
+    assert (delay[~fraud] == LEGIT_CONFIRMED_DAYS).all()
+    assert delay[fraud].between(*CHARGEBACK_DAYS).all()
+    legit_cutoff = CONFIG.end - timedelta(days=LEGIT_CONFIRMED_DAYS)
+    old = tx[tx["event_timestamp"] <= legit_cutoff - timedelta(days=CHARGEBACK_DAYS[1])]
+    assert set(old["transaction_id"]) <= set(labels["transaction_id"])  # all known by now
+    recent = joined[joined["event_timestamp"] > legit_cutoff]
+    assert recent["is_fraud"].all() and len(recent) > 0  # the last weeks: frauds only
