@@ -21,6 +21,7 @@ BENCHMARKS = (
     "serving",
     "batch_predict",
     "tfx",
+    "monitor",
 )
 
 

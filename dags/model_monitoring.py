@@ -5,7 +5,10 @@ features (the entity rows of the run's data interval, joined by Feast as trainin
 -> report_drift: on a drift verdict, the Asset event "drift detected" (the verdict's reasons in
 its extra), which queues `training_pipeline`; not within `cooldown_hours` of the last such
 event, so a drifted week does not start a retraining every day. "ok" and "not enough data"
-skip report_drift. The monitor task links its HTML report.
+skip report_drift. The monitor task links its HTML report, and a verdict that is not ok is
+sent through the Airflow connection `portside_alerts` (a webhook or email: see
+pipelines/monitoring_alert.py; `PORTSIDE_ALERT_CONN_ID` names another), cooldown or not: people
+hear of every bad day, retraining starts at most once per cooldown.
 
 The window comes from the run: re-running or backfilling a day monitors that day. The cooldown
 is real time (it spaces retrainings, which happen now).
@@ -14,18 +17,21 @@ is real time (it spaces retrainings, which happen now).
 from __future__ import annotations
 
 import dataclasses
+import os
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, chain, task
 
 from pipelines.airflow_assets import DRIFT_DETECTED
 from pipelines.airflow_binding import Binding, entity_row_params, run_end, run_start
+from pipelines.monitoring_alert import VerdictNotifier
 
 INTERVAL = timedelta(days=1)
 BINDING = Binding.from_environment()
 if BINDING.runner == "vertex":  # Vertex AI runs the training pipeline; monitoring stays here
     BINDING = dataclasses.replace(BINDING, runner="local")
 DEFAULTS = BINDING.pipeline_defaults()
+ALERT_CONN_ID = os.environ.get("PORTSIDE_ALERT_CONN_ID", "portside_alerts")
 
 PARAMS = {
     **entity_row_params("Entity rows to monitor (the run's data interval is taken from them)"),
@@ -107,8 +113,10 @@ with DAG(
             "drift_metric": _p("drift_metric"),
             "drift_threshold": _p("drift_threshold"),
             "min_samples": _p("min_samples"),
+            "model_name": DEFAULTS.model_name,  # the dashboard's model filter: serving's name
         },
         retries=1,
         execution_timeout=timedelta(minutes=30),
+        on_success_callback=[VerdictNotifier(ALERT_CONN_ID)],
     )
     chain(features, monitor, report_drift(monitor.output))

@@ -63,6 +63,7 @@ def monitor_window(
             "baseline": str(baseline),
             "window": str(window),
             "monitoring": str(out / "monitoring"),
+            "model_name": defaults.model_name,
             **(settings or {}),
         },
     )
@@ -101,6 +102,7 @@ def monitor_prediction_log(
 
     if not prediction_log.is_dir():
         raise ConfigurationError(f"{prediction_log}: no prediction log folder")
+    defaults = PipelineDefaults()
     manifest = execute(
         get_spec("monitor"),
         {
@@ -110,7 +112,8 @@ def monitor_prediction_log(
             "window_start": rows_from,
             "window_end": rows_until,
             "timestamp_column": "timestamp",
-            "feature_repo": PipelineDefaults().feature_repo,
+            "feature_repo": defaults.feature_repo,
+            "model_name": defaults.model_name,
             "labels": labels,
             **(settings or {}),
         },

@@ -9,7 +9,7 @@ component reads what an earlier one wrote (as `model_io` is for the model's serv
   evaluation/     evaluate: metrics.json, blessing.json, roc.png, pr.png, calibration.png
   pushed/         push: pushed.json
   predictions/    batch_predict: predictions.parquet, metrics.json
-  monitoring/     monitor: metrics.json, verdict.json, report.html, plots/
+  monitoring/     monitor: metrics.json, verdict.json, report.html, plots/, metrics.prom
 
 Every reader names the file and the component that writes it when the file is missing or
 unreadable, so a miswired pipeline says which step's output it lacks.
@@ -60,6 +60,7 @@ MONITOR_METRICS_FILE = "metrics.json"
 VERDICT_FILE = "verdict.json"
 MONITOR_REPORT_FILE = "report.html"
 MONITOR_PLOTS_DIR = "plots"
+MONITOR_PROMETHEUS_FILE = "metrics.prom"  # for node_exporter's textfile collector
 
 Record = TypeVar("Record")
 

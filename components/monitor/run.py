@@ -24,6 +24,8 @@ Writes into the `monitoring` directory:
   verdict.json   ok / drift / skew / quality-drop / not enough data (the most severe finding),
                  every finding's reason
   report.html    the verdict, a table per check, an overlay plot per drifted feature
+  metrics.prom   the numbers as Prometheus metrics (components.monitor.prometheus), also
+                 pushed to a Pushgateway when one is named
 
 Bad input (no rows in the window, a column the baseline has and the window lacks, a baseline of
 another feature service version) raises before anything is written.
@@ -43,6 +45,7 @@ from components.common.artifacts import (
     MANIFEST_FILE,
     MONITOR_METRICS_FILE,
     MONITOR_PLOTS_DIR,
+    MONITOR_PROMETHEUS_FILE,
     MONITOR_REPORT_FILE,
     REFERENCE_SCORES_FILE,
     STATISTICS_FILE,
@@ -151,6 +154,8 @@ def run(
     label_column: str = "",
     min_labels: int = 500,
     max_auc_drop: float = 0.05,
+    model_name: str = "",
+    pushgateway: str = "",
 ) -> Verdict:
     from components.monitor.window import WindowScan
 
@@ -187,8 +192,24 @@ def run(
     verdict = _verdict(
         features, serving, counts.rows, window_start, window_end, drift_metric, baseline
     )
+    model = model_name or (base.statistics.get("feature_service") or {}).get("name") or "model"
     _write(Path(monitoring), features, serving, verdict, base.statistics)
+    _export_metrics(Path(monitoring), verdict, features, serving, model, pushgateway)
     return verdict
+
+
+def _export_metrics(
+    out: Path,
+    verdict: Verdict,
+    features: list[FeatureDrift],
+    serving: ServingChecks,
+    model: str,
+    pushgateway: str,
+) -> None:
+    from components.monitor.prometheus import export, monitoring_registry
+
+    registry = monitoring_registry(verdict, features, serving, model)
+    export(registry, out / MONITOR_PROMETHEUS_FILE, pushgateway, model)
 
 
 def _check_settings(

@@ -43,7 +43,7 @@ SPEC = ComponentSpec(
         Artifact(
             "monitoring",
             "directory",
-            "Output directory: metrics.json, verdict.json, report.html, plots/.",
+            "Output directory: metrics.json, verdict.json, report.html, plots/, metrics.prom.",
         ),
     ),
     parameters=(
@@ -113,6 +113,18 @@ SPEC = ComponentSpec(
             float,
             0.05,
             "Quality drop: the champion's ROC AUC this far below its validation AUC.",
+        ),
+        Parameter(
+            "model_name",
+            str,
+            "",
+            "The model label of the exported metrics (empty: the feature service's name).",
+        ),
+        Parameter(
+            "pushgateway",
+            str,
+            "",
+            "Prometheus Pushgateway URL to push the metrics to (empty: metrics.prom only).",
         ),
     ),
     returns=(Parameter("verdict", str, "", "ok, drift, skew, quality-drop or not enough data."),),

@@ -67,7 +67,10 @@ class WindowScan:
         self.connection = duckdb.connect()
         self.connection.execute("SET TimeZone = 'UTC'")  # a naive timestamp means UTC
         paths = ", ".join(literal(str(f)) for f in files)
-        source = f"read_parquet([{paths}], union_by_name = true)"
+        # can_have_nan: pyarrow writes min/max without the NaNs, and DuckDB (2.0) would take
+        # the statistics' word that a column has none and fold isnan() to false
+        # (duckdb/duckdb#25521): NaN would count as a value above every bin, not as missing.
+        source = f"read_parquet([{paths}], union_by_name = true, can_have_nan = true)"
         described = self.connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         self.types: dict[str, str] = {row[0]: row[1] for row in described}
         if (start or end) and timestamp_column not in self.types:

@@ -468,8 +468,12 @@ def baseline(training_set, base) -> Path:
 def test_a_monitoring_run_that_finds_drift_queues_a_training_run(airflow, project, base, baseline):
     """model_monitoring on the last day of data; a threshold nothing stays under makes the
     verdict drift (detection itself: tests/integration/test_monitor.py), the event queues
-    training_pipeline and the scheduler starts it; within the cooldown no second alarm."""
-    env = binding_env(project, base)
+    training_pipeline and the scheduler starts it; within the cooldown no second alarm. Each
+    drift verdict is posted to the alert connection's webhook (a loopback server)."""
+    hook = RecordingWebhook()
+    connection = {"conn_type": "http", "host": "127.0.0.1", "port": hook.port,
+                  "password": "alert-token", "extra": {"endpoint": "/alerts"}}  # fmt: skip
+    env = binding_env(project, base, AIRFLOW_CONN_PORTSIDE_ALERTS=json.dumps(connection))
     conf = {"baseline": str(baseline), "drift_threshold": 1e-9, "min_samples": 10}
     # Airflow queues asset-triggered runs only for DAGs that are known and unpaused (a paused
     # consumer's events are not queued), so: every DAG in the database, training unpaused, and
@@ -493,6 +497,11 @@ def test_a_monitoring_run_that_finds_drift_queues_a_training_run(airflow, projec
         )[0]
         assert json.loads(extra)["verdict"] == "drift"
         assert json.loads(extra)["reasons"] == monitored["result"]["reasons"]
+        (alert,) = hook.received
+        assert alert["path"] == "/alerts" and alert["authorization"] == "Bearer alert-token"
+        assert alert["body"]["verdict"] == "drift" and alert["body"]["run_id"] == run_id
+        assert alert["body"]["reasons"] == monitored["result"]["reasons"]
+        assert alert["body"]["report"].endswith("report.html")
         queued = airflow.query(
             "SELECT target_dag_id FROM asset_dag_run_queue JOIN asset ON asset.id = asset_id "
             "WHERE asset.name = 'drift_detected'"
@@ -516,7 +525,9 @@ def test_a_monitoring_run_that_finds_drift_queues_a_training_run(airflow, projec
         assert monitored["result"]["verdict"] == "drift"
         assert tasks["report_drift"]["state"] == "skipped"
         assert airflow.query(events)[0] == (before,)
+        assert [a["body"]["run_id"] for a in hook.received] == [run_id, next_run]  # still told
     finally:
+        hook.close()
         airflow.airflow("dags", "pause", "training_pipeline", env=env)
         airflow.airflow("pools", "set", "default_pool", "128", "default", env=env)
     assert runs, log.read_text()[-5000:]
@@ -529,6 +540,35 @@ def test_a_monitoring_run_that_finds_drift_queues_a_training_run(airflow, projec
         (run_id,),
     )
     assert ("drift_detected",) in consumed
+
+
+class RecordingWebhook:
+    """A loopback HTTP server that records every POST (path, authorization, JSON body)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                authorization = self.headers.get("Authorization")
+                received.append({"path": self.path, "authorization": authorization, "body": body})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def wait_for_asset_run(airflow: AirflowHome, timeout: float = 120) -> list[tuple]:

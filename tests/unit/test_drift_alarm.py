@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from pipelines.drift_alarm import decide
 
 NOW = datetime(2026, 11, 2, 2, tzinfo=timezone.utc)
@@ -36,3 +38,39 @@ def test_the_cooldown_holds_back_a_second_alarm_and_then_lets_it_through():
     assert not recent.raise_alarm and "cooldown 3 days" in recent.reason
     assert decide(DRIFT, NOW - timedelta(hours=73), NOW, COOLDOWN).raise_alarm
     assert decide(DRIFT, NOW - timedelta(minutes=1), NOW, timedelta(0)).raise_alarm
+
+
+def test_an_alert_says_the_verdict_its_reasons_and_where_the_report_is():
+    from pipelines.monitoring_alert import alert_payload
+
+    verdict = {
+        "verdict": "skew",
+        "findings": ["skew", "drift"],
+        "reasons": ["txn_count_7d: served differs", "amount: PSI 0.31 > 0.2"],
+        "skewed": ["txn_count_7d"],
+        "drifted": ["amount"],
+        "window": {"start": "2026-11-30", "end": "2026-12-01", "rows": 9},
+    }
+    payload = alert_payload(verdict, "model_monitoring", "scheduled__1", "/runs/report.html")
+    assert payload["verdict"] == "skew" and payload["findings"] == ["skew", "drift"]
+    assert payload["text"].startswith("Portside monitoring: skew in model_monitoring")
+    assert "2026-11-30 to 2026-12-01" in payload["text"]
+    assert "amount: PSI 0.31 > 0.2" in payload["text"] and "/runs/report.html" in payload["text"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "url"),
+    [
+        ({"conn_type": "http", "host": "hooks.local", "port": 8080,
+          "extra": '{"endpoint": "/alerts"}'}, "http://hooks.local:8080/alerts"),
+        ({"conn_type": "https", "host": "hooks.slack.com",
+          "extra": '{"endpoint": "/services/T/B/x"}'}, "https://hooks.slack.com/services/T/B/x"),
+        ({"conn_type": "http", "host": "https://example.com/hook/"}, "https://example.com/hook"),
+    ],
+)  # fmt: skip
+def test_the_webhook_url_comes_from_the_connection(fields, url):
+    from airflow.sdk import Connection
+
+    from pipelines.monitoring_alert import webhook_url
+
+    assert webhook_url(Connection(conn_id="portside_alerts", **fields)) == url

@@ -113,8 +113,8 @@ def test_each_injected_shift_is_detected_with_the_feature_named(tmp_path, shift,
         assert verdict.drifted == [feature]
         assert reason in verdict.reasons[0]
     report = (tmp_path / f"out{seed}" / REPORT_FILE).read_text()
-    assert f'<img alt="{feature}" src="data:image/png;base64,' in report
-    assert (tmp_path / f"out{seed}" / "plots" / f"{feature}.png").stat().st_size > 1000
+    assert f'<img alt="{feature}" src="data:image/svg+xml;base64,' in report
+    assert (tmp_path / f"out{seed}" / "plots" / f"{feature}.svg").stat().st_size > 1000
 
 
 def test_a_feature_gone_missing_is_drift_not_a_lack_of_data(tmp_path):
@@ -124,6 +124,26 @@ def test_a_feature_gone_missing_is_drift_not_a_lack_of_data(tmp_path):
     verdict = run(str(base), str(window(tmp_path / "w.parquet", data)), str(tmp_path / "out"))
     assert verdict.drifted == ["txn_count_7d"]
     assert "missing 5.0% -> 100.0%" in verdict.reasons[0]
+
+
+def test_nan_in_a_parquet_file_written_by_pyarrow_counts_as_missing(tmp_path):
+    """pyarrow keeps NaN (not null) from numpy and leaves it out of the column's min/max; the
+    window must still count it as missing, not as a value above every bin (duckdb#25521)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = baseline(tmp_path / "validation")
+    data = frame(2_000, 1)
+    counts = data["txn_count_7d"].to_numpy(dtype="float64", na_value=np.nan)
+    table = pa.Table.from_pandas(data.drop(columns=["txn_count_7d"]), preserve_index=False)
+    table = table.append_column("txn_count_7d", pa.array(counts, from_pandas=False))
+    assert table.column("txn_count_7d").null_count == 0  # NaN, not null
+    pq.write_table(table, tmp_path / "w.parquet")
+    verdict = run(str(base), str(tmp_path / "w.parquet"), str(tmp_path / "out"))
+    assert verdict.verdict == "ok", verdict.reasons
+    metrics = json.loads((tmp_path / "out" / METRICS_FILE).read_text())
+    (feature,) = [f for f in metrics["features"] if f["feature"] == "txn_count_7d"]
+    assert feature["window_missing_rate"] == pytest.approx(np.isnan(counts).mean())
 
 
 def test_a_small_window_is_not_enough_data_never_drift(tmp_path):
