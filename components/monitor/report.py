@@ -15,6 +15,7 @@ from components.common.artifacts import MONITOR_PLOTS_DIR
 from components.validate.report import STYLE
 
 if TYPE_CHECKING:
+    from components.monitor.history import WindowRecord
     from components.monitor.run import FeatureDrift, ServingChecks, Verdict
 
 MOST_BARS = 30  # bins beyond these (rare categories) are summed into one bar
@@ -28,7 +29,12 @@ STATUS_CLASS = {
 
 
 def render_report(
-    verdict: Verdict, features: list[FeatureDrift], serving: ServingChecks, out: Path
+    verdict: Verdict,
+    features: list[FeatureDrift],
+    serving: ServingChecks,
+    out: Path,
+    past: list[WindowRecord] | None = None,
+    threshold: float = 0.2,
 ) -> str:
     drifted = [f for f in features if f.status == "drift"]
     ordered = drifted + [f for f in features if f.status != "drift"]
@@ -54,6 +60,7 @@ def render_report(
 {rows}
 </table>
 {"<h2>Drifted features</h2>" + plots if plots else ""}
+{_trend_section(past or [], verdict, threshold)}
 {_skew_section(serving)}
 {_quality_section(serving)}
 </body></html>
@@ -154,6 +161,23 @@ def overlay_svg(
 
 def _short(label: str, most: int = 18) -> str:
     return label if len(label) <= most else label[: most - 1] + "…"
+
+
+def _trend_section(past: list[WindowRecord], verdict: Verdict, threshold: float) -> str:
+    """Each drawn feature's deciding distance over the past windows of the history file."""
+    if len(past) < 2:
+        return ""
+    from components.monitor.history import trend_features, trend_svg
+
+    features = trend_features(past, verdict.drifted)
+    svg = trend_svg(past, features, threshold)
+    data = base64.b64encode(svg.encode()).decode()
+    label = "PSI" if verdict.metric == "psi" else "JS distance"
+    return (
+        f"<h2>Trend over the past {len(past)} windows</h2><p>{label} per window, the drifted "
+        "features and the highest others.</p>"
+        f'<img alt="trend" src="data:image/svg+xml;base64,{data}">'
+    )
 
 
 def _skew_section(serving: ServingChecks) -> str:

@@ -27,6 +27,9 @@ Writes into the `monitoring` directory:
   metrics.prom   the numbers as Prometheus metrics (components.monitor.prometheus), also
                  pushed to a Pushgateway when one is named
 
+With a `history` file, each window's numbers are kept there (components.monitor.history) and
+the report draws each feature's trend over the past windows.
+
 Bad input (no rows in the window, a column the baseline has and the window lacks, a baseline of
 another feature service version) raises before anything is written.
 """
@@ -55,6 +58,7 @@ from components.common.artifacts import (
 from components.errors import ConfigurationError, InputDataError
 
 if TYPE_CHECKING:
+    from components.monitor.history import WindowRecord
     from components.monitor.quality import AbReadout, ArmQuality
     from components.monitor.skew import FeatureSkew
     from components.monitor.window import WindowCounts, WindowScan
@@ -156,6 +160,7 @@ def run(
     max_auc_drop: float = 0.05,
     model_name: str = "",
     pushgateway: str = "",
+    history: str = "",
 ) -> Verdict:
     from components.monitor.window import WindowScan
 
@@ -193,9 +198,25 @@ def run(
         features, serving, counts.rows, window_start, window_end, drift_metric, baseline
     )
     model = model_name or (base.statistics.get("feature_service") or {}).get("name") or "model"
-    _write(Path(monitoring), features, serving, verdict, base.statistics)
+    past = _past_windows(history, verdict, features, serving)  # a bad file: before any write
+    _write(Path(monitoring), features, serving, verdict, base.statistics, past, drift_threshold)
     _export_metrics(Path(monitoring), verdict, features, serving, model, pushgateway)
+    if history:
+        from components.monitor.history import write_history
+
+        write_history(Path(history), past)
     return verdict
+
+
+def _past_windows(
+    history: str, verdict: Verdict, features: list[FeatureDrift], serving: ServingChecks
+) -> list[WindowRecord]:
+    """The history with this window in it (empty without a history file)."""
+    if not history:
+        return []
+    from components.monitor.history import record, updated_history
+
+    return updated_history(Path(history), record(verdict, features, serving))
 
 
 def _export_metrics(
@@ -513,6 +534,8 @@ def _write(
     serving: ServingChecks,
     verdict: Verdict,
     statistics: dict,
+    past: list[WindowRecord],
+    threshold: float,
 ) -> None:
     import shutil
 
@@ -534,5 +557,6 @@ def _write(
         },
     }
     (out / MONITOR_METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    (out / MONITOR_REPORT_FILE).write_text(render_report(verdict, features, serving, out))
+    report = render_report(verdict, features, serving, out, past, threshold)
+    (out / MONITOR_REPORT_FILE).write_text(report)
     (out / VERDICT_FILE).write_text(json.dumps(asdict(verdict), indent=2))  # last: complete

@@ -126,6 +126,12 @@ SPEC = ComponentSpec(
             "",
             "Prometheus Pushgateway URL to push the metrics to (empty: metrics.prom only).",
         ),
+        Parameter(
+            "history",
+            str,
+            "",
+            "JSON Lines file of past windows' numbers (kept and updated): the report's trend.",
+        ),
     ),
     returns=(Parameter("verdict", str, "", "ok, drift, skew, quality-drop or not enough data."),),
 )

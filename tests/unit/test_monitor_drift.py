@@ -250,3 +250,39 @@ def test_delong_auc_is_sklearns_and_its_interval_covers_like_a_95_percent_one():
         auc, variance = delong_auc(labels, rng.normal(labels * 1.0, 1.0))
         covered += abs(auc - population) <= Z_95 * np.sqrt(variance)
     assert 0.91 <= covered / 200 <= 0.99
+
+
+def test_the_history_keeps_a_line_per_window_and_the_report_draws_the_trend(tmp_path):
+    """Four daily windows, the amount drifting more each day: four history lines in window
+    order; re-running a day replaces its line; the report draws the trend; a corrupt history
+    is an error before anything is written."""
+    from components.monitor.history import read_history
+
+    base = baseline(tmp_path / "validation")
+    history = tmp_path / "history.jsonl"
+
+    def day(n: int, scale: float, out: str):
+        data = frame(2_000, n, amount_scale=scale)
+        data["event_timestamp"] += pd.Timedelta(days=n)
+        start, end = START + pd.Timedelta(days=n), START + pd.Timedelta(days=n + 1)
+        return run(str(base), str(window(tmp_path / f"d{n}.parquet", data)), str(tmp_path / out),
+                   window_start=start.isoformat(), window_end=end.isoformat(),
+                   history=str(history))  # fmt: skip
+
+    for n, scale in enumerate([1.0, 1.0, 1.3, 1.6]):
+        day(n, scale, f"out{n}")
+    day(1, 1.0, "again")  # a re-run of the second day
+    records = read_history(history)
+    assert len(records) == 4 and [r.window_start[:10] for r in records] == [
+        "2026-10-01", "2026-10-02", "2026-10-03", "2026-10-04"
+    ]  # fmt: skip
+    amount = [r.scores["amount"] for r in records]
+    assert amount[3] > amount[2] > max(amount[:2]) and records[3].verdict == "drift"
+    report = (tmp_path / "out3" / REPORT_FILE).read_text()
+    assert "Trend over the past 4 windows" in report and 'alt="trend"' in report
+    assert "Trend over" not in (tmp_path / "out0" / REPORT_FILE).read_text()  # one window only
+
+    history.write_text("not json\n")
+    with pytest.raises(InputDataError, match="history.jsonl:1: not a monitoring history line"):
+        day(5, 1.0, "bad")
+    assert not (tmp_path / "bad" / VERDICT_FILE).exists()
