@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 ALARMING_VERDICTS = ("drift", "skew", "quality-drop")
+SEVERITY = ("quality-drop", "skew", "drift", "ok", "not enough data")  # the first one found wins
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,27 @@ def decide(
         "window": verdict.get("window"),
     }
     return AlarmDecision(True, f"verdict {status}: " + "; ".join(reasons), extra)
+
+
+def merge_verdicts(verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several monitor verdicts of one run (the day's features, the day's prediction log) as
+    one: the most severe verdict, every finding, the reasons of the alarming ones (of all when
+    none alarms), the first one's window."""
+    present = [v for v in verdicts if v]
+    if not present:
+        return {"verdict": "not enough data", "reasons": ["no monitor ran"]}
+    statuses = [v.get("verdict") for v in present]
+    status = next((s for s in SEVERITY if s in statuses), statuses[0])
+
+    def union(key: str) -> list[str]:
+        return list(dict.fromkeys(item for v in present for item in v.get(key) or []))
+
+    alarming = [v for v in present if v.get("verdict") in ALARMING_VERDICTS] or present
+    return {
+        "verdict": status,
+        "reasons": [r for v in alarming for r in v.get("reasons") or []],
+        "drifted": union("drifted"),
+        "skewed": union("skewed"),
+        "findings": [s for s in SEVERITY if s in union("findings")],
+        "window": present[0].get("window"),
+    }

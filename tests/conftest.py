@@ -171,6 +171,36 @@ def copy_training_set(source: Path, target: Path, frame=None) -> Path:
     return target
 
 
+def prediction_log_rows(training_set: Path, start, end, seed: int = 3):
+    """A prediction log as a perfectly fresh server would write it for the transactions in
+    [start, end): at each transaction's time, the features training joins for it (as known
+    then), request ids = transaction ids; scores that rank the frauds above most others."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.read_parquet(training_set / "training_set.parquet")
+    frame = frame[(frame["event_timestamp"] >= start) & (frame["event_timestamp"] < end)]
+    rng = np.random.default_rng(seed)
+    score = np.clip(0.05 + 0.5 * frame["is_fraud"] + rng.normal(0, 0.2, len(frame)), 0, 1)
+    log = frame.drop(columns=["is_fraud", "transaction_id"]).assign(
+        timestamp=frame["event_timestamp"],
+        request_id=frame["transaction_id"].astype(str),
+        instance=0,
+        model_version="1",
+        arm="champion",
+        score=score,
+    )
+    return log.drop(columns=["event_timestamp"])
+
+
+def write_prediction_log(log, folder: Path) -> Path:
+    """The rows as the server's prediction log writes them (date-partitioned Parquet)."""
+    from components.serve.prediction_log import write_parquet
+
+    write_parquet(folder, log.to_dict("records"))
+    return folder
+
+
 def write_validation_summary(path: Path, passed: bool | None, failures: list | None = None) -> Path:
     """A validation directory as the validate component leaves it, for steps after it
     (`passed=None`: a directory without a summary)."""

@@ -27,7 +27,9 @@ from conftest import (
     MODEL_NAME,
     ROOT,
     make_workspace,
+    prediction_log_rows,
     run_cli,
+    write_prediction_log,
 )
 
 pytestmark = pytest.mark.integration
@@ -465,16 +467,24 @@ def baseline(training_set, base) -> Path:
     return folder
 
 
-def test_a_monitoring_run_that_finds_drift_queues_a_training_run(airflow, project, base, baseline):
+def test_a_monitoring_run_that_finds_drift_queues_a_training_run(
+    airflow, project, base, baseline, training_set
+):
     """model_monitoring on the last day of data; a threshold nothing stays under makes the
     verdict drift (detection itself: tests/integration/test_monitor.py), the event queues
     training_pipeline and the scheduler starts it; within the cooldown no second alarm. Each
-    drift verdict is posted to the alert connection's webhook (a loopback server)."""
+    drift verdict is posted to the alert connection's webhook (a loopback server). With a
+    prediction log, monitor_serving checks the day's logged predictions (no skew: the log holds
+    the offline values); without one it is skipped."""
     hook = RecordingWebhook()
     connection = {"conn_type": "http", "host": "127.0.0.1", "port": hook.port,
                   "password": "alert-token", "extra": {"endpoint": "/alerts"}}  # fmt: skip
     env = binding_env(project, base, AIRFLOW_CONN_PORTSIDE_ALERTS=json.dumps(connection))
     conf = {"baseline": str(baseline), "drift_threshold": 1e-9, "min_samples": 10}
+    day = DATA_END - timedelta(days=1)  # the first run's data interval
+    log = prediction_log_rows(training_set, day - timedelta(days=1), DATA_END)  # and the day before
+    served = {**conf, "prediction_log": str(write_prediction_log(log, base / "prediction_log"))}
+    served |= {"labels": str(project.sources / "labels.parquet"), "history": str(base / "h.jsonl")}
     # Airflow queues asset-triggered runs only for DAGs that are known and unpaused (a paused
     # consumer's events are not queued), so: every DAG in the database, training unpaused, and
     # a pool without slots so that the scheduler below creates runs but starts no task.
@@ -483,11 +493,22 @@ def test_a_monitoring_run_that_finds_drift_queues_a_training_run(airflow, projec
     airflow.airflow("dags", "unpause", "training_pipeline", env=env)
     airflow.query("DELETE FROM asset_dag_run_queue")  # earlier "features fresh" events
     try:
-        done, run_id, tasks = dag_test(airflow, env, "model_monitoring", LOGICAL_DATE, conf)
+        done, run_id, tasks = dag_test(airflow, env, "model_monitoring", LOGICAL_DATE, served)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert {t: tasks[t]["state"] for t in tasks} == dict.fromkeys(
-            ("features", "monitor", "report_drift"), "success"
+            ("features", "monitor", "serving_log", "monitor_serving", "report_drift"), "success"
         )
+        serving = json.loads(
+            (run_folder(base, "model_monitoring", run_id) / "monitor_serving" / "monitoring"
+             / "metrics.json").read_text()
+        )  # fmt: skip
+        in_day = log[log["timestamp"] >= day]
+        assert serving["window"]["rows"] == len(in_day) > 0  # the run's day only
+        assert serving["skew"]["rows"] == len(in_day)
+        assert all(f["mismatched"] == 0 for f in serving["skew"]["features"]), serving["skew"]
+        (arm,) = serving["quality"]["arms"]  # the last day's labels: frauds only, no verdict
+        assert arm["predictions"] == len(in_day) and arm["status"] == "not enough data"
+        assert len((base / "h.jsonl").read_text().splitlines()) == 1  # the features' history
         monitored = xcom(airflow, "model_monitoring", run_id, "monitor", "return_value")
         assert monitored["result"]["verdict"] == "drift"
         assert monitored["reports"]["Report"][0].endswith("report.html")
@@ -496,8 +517,13 @@ def test_a_monitoring_run_that_finds_drift_queues_a_training_run(airflow, projec
             "WHERE asset.name = 'drift_detected' ORDER BY asset_event.id DESC LIMIT 1"
         )[0]
         assert json.loads(extra)["verdict"] == "drift"
-        assert json.loads(extra)["reasons"] == monitored["result"]["reasons"]
-        (alert,) = hook.received
+        serving_verdict = xcom(
+            airflow, "model_monitoring", run_id, "monitor_serving", "return_value"
+        )
+        both = monitored["result"]["reasons"] + serving_verdict["result"]["reasons"]
+        assert json.loads(extra)["reasons"] == both  # the day's features' and the log's
+        alert, serving_alert = hook.received  # the features' monitor and the log's
+        assert serving_alert["body"]["run_id"] == run_id
         assert alert["path"] == "/alerts" and alert["authorization"] == "Bearer alert-token"
         assert alert["body"]["verdict"] == "drift" and alert["body"]["run_id"] == run_id
         assert alert["body"]["reasons"] == monitored["result"]["reasons"]
@@ -525,7 +551,10 @@ def test_a_monitoring_run_that_finds_drift_queues_a_training_run(airflow, projec
         assert monitored["result"]["verdict"] == "drift"
         assert tasks["report_drift"]["state"] == "skipped"
         assert airflow.query(events)[0] == (before,)
-        assert [a["body"]["run_id"] for a in hook.received] == [run_id, next_run]  # still told
+        assert tasks["serving_log"]["state"] == "skipped"  # no log in this run's conf
+        assert tasks["monitor_serving"]["state"] == "skipped"
+        runs_told = [a["body"]["run_id"] for a in hook.received]
+        assert runs_told == [run_id, run_id, next_run]  # still told within the cooldown
     finally:
         hook.close()
         airflow.airflow("dags", "pause", "training_pipeline", env=env)

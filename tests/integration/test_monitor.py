@@ -20,9 +20,11 @@ from conftest import (
     ROOT,
     copy_training_set,
     make_workspace,
+    prediction_log_rows,
     run_cli,
     run_command,
     run_component,
+    write_prediction_log,
 )
 
 pytestmark = pytest.mark.integration
@@ -147,32 +149,6 @@ def test_the_drift_report_renders_in_a_browser(drifted):
     assert shot.stat().st_size > 10_000
 
 
-def _prediction_log(training_set: Path, start, end) -> pd.DataFrame:
-    """A prediction log as a perfectly fresh server would write it for the window's
-    transactions: at each transaction's time, the features training joins for it (as known
-    then), request ids = transaction ids; scores that rank the frauds above most others."""
-    frame = pd.read_parquet(training_set / "training_set.parquet")
-    frame = frame[(frame["event_timestamp"] >= start) & (frame["event_timestamp"] < end)]
-    rng = np.random.default_rng(3)
-    score = np.clip(0.05 + 0.5 * frame["is_fraud"] + rng.normal(0, 0.2, len(frame)), 0, 1)
-    log = frame.drop(columns=["is_fraud", "transaction_id"]).assign(
-        timestamp=frame["event_timestamp"],
-        request_id=frame["transaction_id"].astype(str),
-        instance=0,
-        model_version="1",
-        arm="champion",
-        score=score,
-    )
-    return log.drop(columns=["event_timestamp"])
-
-
-def _write_log(log: pd.DataFrame, folder: Path) -> Path:
-    from components.serve.prediction_log import write_parquet
-
-    write_parquet(folder, log.to_dict("records"))
-    return folder
-
-
 def _serving_monitor(baseline: Path, log: Path, out: Path, ws, *more: str) -> dict:
     args = ["--baseline", str(baseline), "--window", str(log), "--monitoring", str(out)]
     args += ["--timestamp-column", "timestamp", "--feature-repo", str(ws.repo), *more]
@@ -185,8 +161,8 @@ def test_skew_names_the_feature_the_server_got_wrong(drifted, tmp_path):
     """The served values equal the offline point-in-time values: no feature skews; a log
     where a tenth of txn_count_7d values are off (a stale online store) skews on it alone."""
     root, training_set, validation, ws = drifted
-    log = _prediction_log(training_set, HOLDOUT_START, DRIFT_START)
-    good = _write_log(log, tmp_path / "good")
+    log = prediction_log_rows(training_set, HOLDOUT_START, DRIFT_START)
+    good = write_prediction_log(log, tmp_path / "good")
     metrics = _serving_monitor(validation, good, tmp_path / "out-good", ws)
     skew = {s["feature"]: s for s in metrics["skew"]["features"]}
     assert metrics["skew"]["rows"] == len(log)
@@ -198,7 +174,7 @@ def test_skew_names_the_feature_the_server_got_wrong(drifted, tmp_path):
     stale = log.copy()
     wrong = np.random.default_rng(1).random(len(stale)) < 0.1
     stale.loc[wrong, "txn_count_7d"] = stale.loc[wrong, "txn_count_7d"].fillna(0) + 3
-    metrics = _serving_monitor(validation, _write_log(stale, tmp_path / "stale"),
+    metrics = _serving_monitor(validation, write_prediction_log(stale, tmp_path / "stale"),
                                tmp_path / "out-stale", ws)  # fmt: skip
     verdict = json.loads((tmp_path / "out-stale" / "verdict.json").read_text())
     assert verdict["verdict"] == "skew" and verdict["skewed"] == ["txn_count_7d"], verdict
@@ -219,11 +195,11 @@ def test_realized_quality_per_arm_with_the_ab_readout(drifted, tmp_path):
 
     root, training_set, validation, ws = drifted
     start = DATA_END - timedelta(days=60)
-    log = _prediction_log(training_set, start, start + timedelta(days=14))
+    log = prediction_log_rows(training_set, start, start + timedelta(days=14))
     canary = np.random.default_rng(2).random(len(log)) < 0.3
     log.loc[canary, ["arm", "model_version"]] = ["canary", "2"]
     log.loc[canary, "score"] = np.random.default_rng(4).random(int(canary.sum()))
-    _write_log(log, tmp_path / "ab")
+    write_prediction_log(log, tmp_path / "ab")
     baseline = tmp_path / "baseline"  # validate's statistics and a model's validation scores
     baseline.mkdir()
     (baseline / "statistics.json").write_text((validation / "statistics.json").read_text())
@@ -251,7 +227,7 @@ def test_realized_quality_per_arm_with_the_ab_readout(drifted, tmp_path):
     assert "quality-drop" not in verdict["findings"]  # the canary's quality is a readout
 
     log["score"] = np.random.default_rng(5).random(len(log))  # the champion broke
-    _write_log(log, tmp_path / "broken")
+    write_prediction_log(log, tmp_path / "broken")
     _serving_monitor(baseline, tmp_path / "broken", tmp_path / "out-broken", ws, *more)
     verdict = json.loads((tmp_path / "out-broken" / "verdict.json").read_text())
     assert verdict["verdict"] == "quality-drop", verdict
@@ -263,7 +239,7 @@ def test_portside_monitor_reads_a_prediction_log(drifted, tmp_path):
     feature repo, the delayed labels; either entity rows or a log, never both."""
     root, training_set, validation, ws = drifted
     start = DATA_END - timedelta(days=60)
-    log = _write_log(_prediction_log(training_set, start, DATA_END), tmp_path / "log")
+    log = write_prediction_log(prediction_log_rows(training_set, start, DATA_END), tmp_path / "log")
     command = [str(BIN / "portside"), "monitor", "--baseline", str(validation)]
     command += ["--prediction-log", str(log), "--out", str(tmp_path / "out")]
     command += ["--from", (start + timedelta(days=7)).isoformat()]

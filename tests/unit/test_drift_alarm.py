@@ -74,3 +74,24 @@ def test_the_webhook_url_comes_from_the_connection(fields, url):
     from pipelines.monitoring_alert import webhook_url
 
     assert webhook_url(Connection(conn_id="portside_alerts", **fields)) == url
+
+
+def test_the_days_verdicts_merge_into_the_most_severe_with_every_finding():
+    from pipelines.drift_alarm import merge_verdicts
+
+    features = {"verdict": "drift", "reasons": ["amount: PSI 0.3 > 0.2"], "drifted": ["amount"],
+                "findings": ["drift"], "window": {"rows": 10}}  # fmt: skip
+    serving = {"verdict": "skew", "reasons": ["txn_count_7d: served differs"],
+               "skewed": ["txn_count_7d"], "drifted": ["amount"],
+               "findings": ["skew", "drift"]}  # fmt: skip
+    merged = merge_verdicts([features, serving])
+    assert merged["verdict"] == "skew" and merged["findings"] == ["skew", "drift"]
+    assert merged["reasons"] == ["amount: PSI 0.3 > 0.2", "txn_count_7d: served differs"]
+    assert merged["drifted"] == ["amount"] and merged["skewed"] == ["txn_count_7d"]
+    assert merged["window"] == {"rows": 10}
+    quiet = {"verdict": "ok", "reasons": []}
+    assert merge_verdicts([quiet, {}])["verdict"] == "ok"  # the serving checks skipped
+    assert merge_verdicts([quiet, serving])["reasons"] == serving["reasons"]
+    scarce = {"verdict": "not enough data", "reasons": ["no feature has enough values"]}
+    assert merge_verdicts([scarce, quiet])["verdict"] == "ok"
+    assert merge_verdicts([scarce])["reasons"] == scarce["reasons"]
