@@ -10,7 +10,7 @@ that have arrived)
 detected" (verdict, findings and reasons in its extra), which queues `training_pipeline`; not
 within `cooldown_hours` of the last such event, so a drifted week does not start a retraining
 every day. "ok" and "not enough data" skip report_drift. Each monitor task links its HTML
-report, and a verdict that is not ok is
+report, and a drift, skew or quality-drop verdict is
 sent through the Airflow connection `portside_alerts` (a webhook or email: see
 pipelines/monitoring_alert.py; `PORTSIDE_ALERT_CONN_ID` names another), cooldown or not: people
 hear of every bad day, retraining starts at most once per cooldown.
@@ -96,7 +96,9 @@ def serving_log(*, params) -> str:
 @task(
     inlets=[DRIFT_DETECTED],
     outlets=[DRIFT_DETECTED],
-    trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,  # the serving checks may be skipped
+    # The serving checks may be skipped, or fail (a bad labels file) while the features'
+    # monitor found drift: either monitor's alarm still counts.
+    trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS,
 )
 def report_drift(*, params, ti, inlet_events, outlet_events) -> str:
     """Emit "drift detected" for an alarming verdict outside the cooldown; else skip."""
@@ -150,6 +152,10 @@ with DAG(
         inputs={"baseline": _p("baseline"), "window": window},
         outputs={"monitoring": monitoring},
         parameters={
+            # the features already hold the interval's rows only; the window names the
+            # history's line, so a re-run replaces its day
+            "window_start": run_start(INTERVAL),
+            "window_end": run_end(),
             "drift_metric": _p("drift_metric"),
             "drift_threshold": _p("drift_threshold"),
             "min_samples": _p("min_samples"),

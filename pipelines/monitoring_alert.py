@@ -1,4 +1,4 @@
-"""Tell people about a monitoring verdict that is not ok: an Airflow notifier on the monitor
+"""Tell people about a drift, skew or quality-drop verdict: an Airflow notifier on the monitor
 task, sending to whatever the Airflow connection names.
 
     monitor = BINDING.component_task(..., on_success_callback=[VerdictNotifier("portside_alerts")])
@@ -58,7 +58,7 @@ def alert_payload(
 
 
 class VerdictNotifier(BaseNotifier):
-    """On the monitor task: reads the verdict it returned and alerts when it is not ok."""
+    """On the monitor task: reads the verdict it returned; alerts on drift, skew, quality drop."""
 
     template_fields = ("conn_id",)
 

@@ -10,6 +10,7 @@ dashboard against `METRICS` and a real export.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
     from components.monitor.run import FeatureDrift, ServingChecks, Verdict
 
+log = logging.getLogger("portside.monitor")
 JOB = "portside_monitor"
 VERDICTS = ("ok", "drift", "skew", "quality-drop", "not enough data")
 ARM = ("model_version", "arm")
@@ -36,13 +38,15 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def monitoring_registry(
-    verdict: Verdict, features: list[FeatureDrift], serving: ServingChecks, model: str
+    verdict: Verdict, features: list[FeatureDrift], serving: ServingChecks, model: str, check: str
 ) -> CollectorRegistry:
+    """`check`: what was monitored ("features", "prediction_log"), a label of every metric, so
+    the two monitors of a day export different series."""
     from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
     g = {
-        name: Gauge(name, doc, ["model", *labels], registry=registry)
+        name: _CheckGauge(Gauge(name, doc, ["model", "check", *labels], registry=registry), check)
         for name, (doc, labels) in METRICS.items()
     }
     for name in VERDICTS:
@@ -65,7 +69,9 @@ def monitoring_registry(
     return registry
 
 
-def export(registry: CollectorRegistry, path: Path, pushgateway: str, model: str) -> None:
+def export(
+    registry: CollectorRegistry, path: Path, pushgateway: str, model: str, check: str
+) -> None:
     """The text file (written under a temporary name, then renamed: the collector never reads
     half a file), and the push when a gateway is named."""
     from prometheus_client import generate_latest, push_to_gateway
@@ -74,4 +80,22 @@ def export(registry: CollectorRegistry, path: Path, pushgateway: str, model: str
     partial.write_bytes(generate_latest(registry))
     partial.rename(path)
     if pushgateway:
-        push_to_gateway(pushgateway, job=JOB, registry=registry, grouping_key={"model": model})
+        try:
+            push_to_gateway(
+                pushgateway,
+                job=JOB,
+                registry=registry,
+                grouping_key={"model": model, "check": check},
+            )
+        except OSError as error:  # the verdict and the file stand; an outage must not hide them
+            log.warning("monitoring metrics not pushed to %s: %s", pushgateway, error)
+
+
+class _CheckGauge:
+    """A gauge whose `check` label is filled in: labels(model, *rest)."""
+
+    def __init__(self, gauge: object, check: str) -> None:
+        self.gauge, self.check = gauge, check
+
+    def labels(self, model: str, *rest: str) -> object:
+        return self.gauge.labels(model, self.check, *rest)  # type: ignore[attr-defined]

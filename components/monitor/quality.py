@@ -86,63 +86,82 @@ def realized_quality(
     label_column: str,
     min_labels: int,
 ) -> list[ArmQuality]:
-    """Per (model version, arm) of the window's predictions, the ROC AUC on those labelled."""
+    """Per (model version, arm) of the window's predictions, the ROC AUC on those labelled.
+    Counts and mean scores are aggregated in DuckDB; only the labelled pairs are loaded."""
     import numpy as np
-    import pyarrow.compute as pc
 
     scan.require(["request_id", "instance", "model_version", "arm", "score"], "of a prediction log")
-    if not labels.exists():
-        raise InputDataError(f"{labels}: labels file not found")
-    source = f"read_parquet({literal(str(labels))}, union_by_name = true)"
-    present = [
-        row[0] for row in scan.connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
-    ]
-    missing = [c for c in (labels_key, label_column) if c not in present]
-    if missing:
-        raise InputDataError(
-            f"{labels}: the labels lack column(s) {', '.join(missing)}; "
-            f"present: {', '.join(present)}"
-        )
-    instance = "instance" if "instance" in present else "0"
-    labelled = (
-        f"SELECT CAST({quoted(labels_key)} AS VARCHAR) AS key, {instance} AS instance, "
-        f"CAST({quoted(label_column)} AS INTEGER) AS label FROM {source}"
-    )
-    repeated = scan.connection.execute(
-        f"SELECT key, instance FROM ({labelled}) GROUP BY ALL HAVING count(*) > 1 LIMIT 3"
+    labelled = _labels_relation(scan, labels, labels_key, label_column)
+    totals = scan.query(
+        f"SELECT {_group('')}, count(*) AS n, avg(CAST(score AS DOUBLE)) AS mean FROM {{window}} "
+        "GROUP BY ALL ORDER BY ALL",
+        all_arms=True,
     ).fetchall()
-    if repeated:
-        keys = ", ".join(str(key) for key, _ in repeated)
-        raise InputDataError(f"{labels}: more than one label for {labels_key} {keys}")
-    table = scan.query(
+    pairs = scan.query(
         f"""
         WITH labels AS ({labelled})
-        SELECT CAST(p.model_version AS VARCHAR) AS model_version, CAST(p.arm AS VARCHAR) AS arm,
-               CAST(p.score AS DOUBLE) AS score, l.label
-        FROM {{window}} p LEFT JOIN labels l
+        SELECT {_group("p.")}, CAST(p.score AS DOUBLE) AS score, l.label
+        FROM {{window}} p JOIN labels l
           ON CAST(p.request_id AS VARCHAR) = l.key AND p.instance = l.instance
-        """
+        WHERE isfinite(CAST(p.score AS DOUBLE)) AND l.label IS NOT NULL
+        """,
+        all_arms=True,
     ).to_arrow_table()
+    versions = pairs["model_version"].to_numpy(zero_copy_only=False)
+    arms = pairs["arm"].to_numpy(zero_copy_only=False)
+    scores = pairs["score"].to_numpy(zero_copy_only=False)
+    label_values = pairs["label"].to_numpy(zero_copy_only=False).astype(np.int64)
     result = []
-    groups = table.group_by(["model_version", "arm"]).aggregate([]).to_pylist()
-    for version, arm in sorted((g["model_version"], g["arm"]) for g in groups):
-        chosen = table.filter(
-            pc.and_(pc.equal(table["model_version"], version), pc.equal(table["arm"], arm))
-        )
-        scores = chosen["score"].to_numpy(zero_copy_only=False)
-        known = chosen.filter(pc.is_valid(chosen["label"]))
+    for version, arm, n, mean in totals:
+        chosen = (versions == version) & (arms == arm)
         result.append(
             arm_quality(
-                version,
-                arm,
-                len(chosen),
-                known["label"].to_numpy(zero_copy_only=False).astype(np.int64),
-                known["score"].to_numpy(zero_copy_only=False),
-                float(scores.mean()),
-                min_labels,
+                version, arm, n, label_values[chosen], scores[chosen], mean or 0.0, min_labels
             )
         )
     return result
+
+
+def _group(prefix: str) -> str:
+    """Version and arm as text (a row without them is grouped as "(none)")."""
+    return (
+        f"COALESCE(CAST({prefix}model_version AS VARCHAR), '(none)') AS model_version, "
+        f"COALESCE(CAST({prefix}arm AS VARCHAR), '(none)') AS arm"
+    )
+
+
+def _labels_relation(scan: WindowScan, labels: Path, labels_key: str, label_column: str) -> str:
+    """The labels as (key text, instance, label), checked: the file and its columns exist,
+    one label per key."""
+    if not labels.exists():
+        raise InputDataError(f"{labels}: labels file not found")
+    source = f"read_parquet({literal(str(labels))}, union_by_name = true)"
+    described = scan.connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    types = {row[0]: row[1] for row in described}
+    missing = [c for c in (labels_key, label_column) if c not in types]
+    if missing:
+        raise InputDataError(
+            f"{labels}: the labels lack column(s) {', '.join(missing)}; present: {', '.join(types)}"
+        )
+    key = quoted(labels_key)
+    if types[labels_key] in ("DOUBLE", "FLOAT"):  # pandas' integers with gaps: 123.0 is "123"
+        key = f"CAST({key} AS BIGINT)"
+    instance = "instance" if "instance" in types else "0"
+    relation = (
+        f"SELECT CAST({key} AS VARCHAR) AS key, {instance} AS instance, "
+        f"CAST({quoted(label_column)} AS INTEGER) AS label FROM {source} "
+        f"WHERE {quoted(labels_key)} IS NOT NULL"
+    )
+    try:
+        repeated = scan.connection.execute(
+            f"SELECT key, instance FROM ({relation}) GROUP BY ALL HAVING count(*) > 1 LIMIT 3"
+        ).fetchall()
+    except Exception as error:  # a label that is not a number, a key DuckDB cannot cast
+        raise InputDataError(f"{labels}: {label_column!r} / {labels_key!r}: {error}") from error
+    if repeated:
+        keys = ", ".join(str(k) for k, _ in repeated)
+        raise InputDataError(f"{labels}: more than one label for {labels_key} {keys}")
+    return relation
 
 
 def arm_quality(
@@ -179,15 +198,19 @@ def arm_quality(
     )
 
 
-def ab_readouts(arms: list[ArmQuality], champion_arm: str) -> list[AbReadout]:
-    """Each other arm against the champion arm, where both have enough labels."""
+def ab_readouts(
+    arms: list[ArmQuality], champion_arm: str, paired_arms: tuple[str, ...] = ("shadow",)
+) -> list[AbReadout]:
+    """Each other arm against the champion arm, where both have enough labels. Arms that score
+    the champion's own requests (the shadow) are left out: the interval here is for two
+    independent samples, and theirs are paired."""
     champions = [a for a in arms if a.arm == champion_arm and a.roc_auc is not None]
     if len(champions) != 1:  # none, or the champion changed within the window
         return []
     champion = champions[0]
     readouts = []
     for other in arms:
-        if other.arm == champion_arm or other.roc_auc is None:
+        if other.arm in (champion_arm, *paired_arms) or other.roc_auc is None:
             continue
         difference = other.roc_auc - champion.roc_auc  # type: ignore[operator]
         half = Z_95 * math.sqrt(champion.roc_auc_variance + other.roc_auc_variance)  # type: ignore[operator]

@@ -12,6 +12,9 @@ is a features output or the serving prediction log. Checks:
   a column gone empty is drift). With a model baseline, only the model's inputs are compared.
 - prediction drift: the window's scores (a prediction log's `score_column`) on the bins of the
   model's validation scores, as a feature named by the score column.
+  On a prediction log, drift and skew read the rows of one serving arm (`arm`, the champion's:
+  the model the baseline describes; a canary's or shadow's rows are another model's); quality
+  reads every arm.
 - training/serving skew (with `feature_repo`, on a prediction log): components.monitor.skew.
 - realized quality (with `labels`): components.monitor.quality; a quality drop when the
   champion arm's ROC AUC is below the model's validation AUC by more than `max_auc_drop` even
@@ -161,10 +164,15 @@ def run(
     model_name: str = "",
     pushgateway: str = "",
     history: str = "",
+    arm: str = "champion",
 ) -> Verdict:
     from components.monitor.window import WindowScan
 
     _check_settings(drift_metric, min_samples, drift_threshold, skew_threshold, skew_sample_rows)
+    if min_labels < 1:
+        raise ConfigurationError(f"min_labels must be at least 1, got {min_labels}")
+    if not (isinstance(max_auc_drop, (int, float)) and 0 <= max_auc_drop < 1):
+        raise ConfigurationError(f"max_auc_drop must be in [0, 1), got {max_auc_drop!r}")
     base = load_baseline(Path(baseline))
     label_column = label_column or base.label
     if labels and not (labels_key and label_column):
@@ -175,15 +183,17 @@ def run(
     window_path = Path(window)
     _check_feature_service(base.statistics, base.path / STATISTICS_FILE, window_path)
     start, end = _time(window_start, "window_start"), _time(window_end, "window_end")
-    with WindowScan(window_path, timestamp_column, start, end) as scan:
+    with WindowScan(window_path, timestamp_column, start, end, arm) as scan:
         numeric_edges = dict(base.numeric_edges)
-        if base.reference_scores and score_column in scan.types:  # a prediction log
+        is_log = {"request_id", "arm"} <= set(scan.types)  # the serving prediction log
+        if base.reference_scores and score_column in scan.types:
             numeric_edges[score_column] = base.reference_scores["drift_bins"]["edges"]
         counts = scan.counts(numeric_edges, base.categorical)
         if counts.rows == 0:
             between = f" between {window_start or 'the start'} and {window_end or 'the end'}"
+            of_arm = f" of the {arm} arm" if is_log and arm else ""
             raise InputDataError(
-                f"{window_path}: the window holds no rows{between if start or end else ''}"
+                f"{window_path}: the window holds no rows{of_arm}{between if start or end else ''}"
             )
         serving = _serving_checks(
             scan, base, timestamp_column, feature_repo, skew_threshold, skew_sample_rows,
@@ -200,7 +210,8 @@ def run(
     model = model_name or (base.statistics.get("feature_service") or {}).get("name") or "model"
     past = _past_windows(history, verdict, features, serving)  # a bad file: before any write
     _write(Path(monitoring), features, serving, verdict, base.statistics, past, drift_threshold)
-    _export_metrics(Path(monitoring), verdict, features, serving, model, pushgateway)
+    check = "prediction_log" if is_log else "features"
+    _export_metrics(Path(monitoring), verdict, features, serving, model, check, pushgateway)
     if history:
         from components.monitor.history import write_history
 
@@ -225,12 +236,13 @@ def _export_metrics(
     features: list[FeatureDrift],
     serving: ServingChecks,
     model: str,
+    check: str,
     pushgateway: str,
 ) -> None:
     from components.monitor.prometheus import export, monitoring_registry
 
-    registry = monitoring_registry(verdict, features, serving, model)
-    export(registry, out / MONITOR_PROMETHEUS_FILE, pushgateway, model)
+    registry = monitoring_registry(verdict, features, serving, model, check)
+    export(registry, out / MONITOR_PROMETHEUS_FILE, pushgateway, model, check)
 
 
 def _check_settings(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from components.errors import InputDataError
+from components.errors import ConfigurationError, InputDataError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -68,7 +68,14 @@ def training_serving_skew(
         return 0, []
     entity_rows = served.select([*keys, timestamp_column])
     entity_rows = prepare_entity_rows(entity_rows, service, timestamp_column, str(scan.path))
-    engine = choose_engine("auto", service, "as_known")
+    if not service.file_sources_only:
+        raise ConfigurationError(
+            f"{feature_service}: the skew check joins the values as they were known when served "
+            "(as_known), which Portside's join computes over Parquet file sources only, not "
+            f"{', '.join(service.other_sources)}: check skew on a repo whose offline sources "
+            "are files (e.g. an export), or leave feature_repo empty"
+        )
+    engine = choose_engine("duckdb", service, "as_known")
     with join_connection(entity_rows.num_rows) as connection:
         offline, _ = join_features(
             store, service, entity_rows, engine, timestamp_column, "as_known", connection
@@ -92,15 +99,16 @@ def _compare(
 
     served_missing = _missing(served)
     offline_missing = _missing(offline)
-    if pa.types.is_floating(served.type) or pa.types.is_integer(served.type):
+    if _is_number(served.type) and _is_number(offline.type):
         a = _floats(served)
         b = _floats(offline)
-        close = np.abs(a - b) <= RELATIVE_TOLERANCE * np.maximum(np.abs(a), np.abs(b))
-        same = (served_missing & offline_missing) | (~served_missing & ~offline_missing & close)
-    else:
+        equal = np.abs(a - b) <= RELATIVE_TOLERANCE * np.maximum(np.abs(a), np.abs(b))
+    else:  # text, booleans, or a number on one side only: compared as text
         a_text = np.asarray(served.cast(pa.string()).to_pylist(), dtype=object)
         b_text = np.asarray(offline.cast(pa.string()).to_pylist(), dtype=object)
-        same = a_text == b_text  # None == None: both missing
+        equal = a_text == b_text
+    # Missing matches missing only (a null and a NaN are both missing).
+    same = (served_missing & offline_missing) | (~served_missing & ~offline_missing & equal)
     mismatched = np.flatnonzero(~same)
     rows = len(same)
     rate = len(mismatched) / rows if rows else 0.0
@@ -123,6 +131,12 @@ def _compare(
         status="skew" if rate > threshold else "ok",
         examples=examples,
     )
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_floating(kind) or pa.types.is_integer(kind)
 
 
 def _missing(column: pa.ChunkedArray) -> Any:

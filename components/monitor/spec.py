@@ -14,7 +14,8 @@ SPEC = ComponentSpec(
         "values are a bin of their own and categories the baseline never saw are counted. A "
         "feature drifts when the chosen metric exceeds its threshold; with fewer than "
         "min_samples rows its status is 'not enough data', never drift. Writes metrics.json, "
-        "verdict.json (ok / drift / not enough data, with reasons) and report.html with an "
+        "verdict.json (ok / drift / skew / quality-drop / not enough data, with reasons), "
+        "metrics.prom and report.html with an "
         "overlay plot per drifted feature. A window without rows, lacking a baseline column, "
         "or built from another feature service version is an error and writes no verdict. On a "
         "serving prediction log it also compares the score distribution with the model's "
@@ -125,6 +126,12 @@ SPEC = ComponentSpec(
             str,
             "",
             "Prometheus Pushgateway URL to push the metrics to (empty: metrics.prom only).",
+        ),
+        Parameter(
+            "arm",
+            str,
+            "champion",
+            "On a prediction log: the serving arm whose rows drift and skew read (empty: all).",
         ),
         Parameter(
             "history",

@@ -59,6 +59,7 @@ class WindowScan:
         timestamp_column: str,
         start: datetime | None,
         end: datetime | None,
+        arm: str = "",
     ) -> None:
         import duckdb
 
@@ -76,7 +77,17 @@ class WindowScan:
         if (start or end) and timestamp_column not in self.types:
             raise InputDataError(f"{window}: the window has no time column {timestamp_column!r}")
         where, self.parameters = _time_filter(timestamp_column, start, end)
-        self.relation = f"(SELECT * FROM {source} {where})"
+        # Every model's rows (quality compares the arms) ...
+        self.all_arms = f"(SELECT * FROM {source} {where})"
+        # ... and, on a prediction log, the arm whose model the baseline describes: a canary's
+        # or a shadow's scores and inputs are another model's (the shadow repeats requests).
+        self.arm_parameters = list(self.parameters)
+        if arm and "arm" in self.types:
+            joiner = "AND" if where else "WHERE"
+            self.relation = f"(SELECT * FROM {source} {where} {joiner} arm = ?)"
+            self.arm_parameters.append(arm)
+        else:
+            self.relation = self.all_arms
 
     def __enter__(self) -> WindowScan:
         return self
@@ -91,9 +102,18 @@ class WindowScan:
                 f"{self.path}: the window lacks column(s) {', '.join(missing)} {why}"
             )
 
-    def query(self, sql: str) -> Any:
-        """`sql` with {window} standing for the window's rows; the executed cursor."""
-        return self.connection.execute(sql.format(window=self.relation), self.parameters)
+    def query(self, sql: str, all_arms: bool = False) -> Any:
+        """`sql` with {window} standing (once) for the window's rows, of the chosen arm or of
+        every arm; the executed cursor. A value DuckDB cannot convert names the window."""
+        import duckdb
+
+        relation, parameters = (
+            (self.all_arms, self.parameters) if all_arms else (self.relation, self.arm_parameters)
+        )
+        try:
+            return self.connection.execute(sql.replace("{window}", relation), parameters)
+        except duckdb.ConversionException as error:
+            raise InputDataError(f"{self.path}: {error}") from error
 
     def counts(self, numeric_edges: dict[str, list[float]], categorical: list[str]) -> WindowCounts:
         """Counts of every feature on its bins, in one scan."""

@@ -5,8 +5,8 @@ An instance is the entity keys plus the request-time fields of the model's Featu
 `inputs[1] (amount)`), so a client can fix its request without reading server logs.
 
 - Vertex AI: `{"instances": [{field: value, ...}, ...], "parameters": {"return_features": true}}`;
-  `parameters.request_id` (text) names the request in the prediction log, as the open inference
-  protocol's `id` does: labels that arrive later are matched to predictions by it.
+  `parameters.request_id` (text or an integer) names the request in the prediction log, as the
+  open inference protocol's `id` does: labels that arrive later are matched to predictions by it.
 - Open Inference Protocol v2: one input tensor per field, `{"inputs": [{"name", "shape",
   "datatype", "data"}, ...], "outputs": [{"name"}, ...]}`, JSON data or the binary tensor
   extension that tritonclient sends by default (`Inference-Header-Content-Length`).

@@ -330,6 +330,8 @@ def write_monitoring_baseline(
 
     if (validation / STATISTICS_FILE).is_file():  # a validate output always has it
         shutil.copyfile(validation / STATISTICS_FILE, out / STATISTICS_FILE)
+    else:  # never leave an earlier model's baseline in a reused directory
+        (out / STATISTICS_FILE).unlink(missing_ok=True)
     reference = {
         "split": "validation",
         "rows": int(len(scores)),

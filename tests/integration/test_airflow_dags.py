@@ -481,10 +481,11 @@ def test_a_monitoring_run_that_finds_drift_queues_a_training_run(
                   "password": "alert-token", "extra": {"endpoint": "/alerts"}}  # fmt: skip
     env = binding_env(project, base, AIRFLOW_CONN_PORTSIDE_ALERTS=json.dumps(connection))
     conf = {"baseline": str(baseline), "drift_threshold": 1e-9, "min_samples": 10}
+    conf["history"] = str(base / "h.jsonl")
     day = DATA_END - timedelta(days=1)  # the first run's data interval
     log = prediction_log_rows(training_set, day - timedelta(days=1), DATA_END)  # and the day before
     served = {**conf, "prediction_log": str(write_prediction_log(log, base / "prediction_log"))}
-    served |= {"labels": str(project.sources / "labels.parquet"), "history": str(base / "h.jsonl")}
+    served["labels"] = str(project.sources / "labels.parquet")
     # Airflow queues asset-triggered runs only for DAGs that are known and unpaused (a paused
     # consumer's events are not queued), so: every DAG in the database, training unpaused, and
     # a pool without slots so that the scheduler below creates runs but starts no task.
@@ -553,6 +554,8 @@ def test_a_monitoring_run_that_finds_drift_queues_a_training_run(
         assert airflow.query(events)[0] == (before,)
         assert tasks["serving_log"]["state"] == "skipped"  # no log in this run's conf
         assert tasks["monitor_serving"]["state"] == "skipped"
+        history = [json.loads(line) for line in (base / "h.jsonl").read_text().splitlines()]
+        assert [h["window_end"][:10] for h in history] == ["2026-10-31", "2026-11-01"]
         runs_told = [a["body"]["run_id"] for a in hook.received]
         assert runs_told == [run_id, run_id, next_run]  # still told within the cooldown
     finally:

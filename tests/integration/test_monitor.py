@@ -211,6 +211,7 @@ def test_realized_quality_per_arm_with_the_ab_readout(drifted, tmp_path):
     more = ["--labels", str(labels), "--labels-key", "transaction_id"]
     more += ["--label-column", "is_fraud", "--min-labels", "100"]
     metrics = _serving_monitor(baseline, tmp_path / "ab", tmp_path / "out", ws, *more)
+    assert metrics["window"]["rows"] == (~canary).sum()  # drift reads the champion's rows only
     arms = {a["arm"]: a for a in metrics["quality"]["arms"]}
     known = pd.read_parquet(labels).set_index("transaction_id")["is_fraud"]
     champion = log[~canary]

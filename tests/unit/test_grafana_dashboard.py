@@ -69,13 +69,14 @@ def _monitor_metrics(tmp_path: Path) -> dict[str, set[str]]:
     assert {f.name for f in families} == set(METRICS)  # every declared metric, exported
     for family in families:  # the labels of every sample are the declared ones
         for sample in family.samples:
-            assert set(sample.labels) == {"model", *METRICS[family.name][1]}, sample
+            assert set(sample.labels) == {"model", "check", *METRICS[family.name][1]}, sample
     samples = [s for f in families for s in f.samples]
     drift = [s for s in samples if s.name == "portside_monitor_feature_drift"]
     drift = [s for s in drift if s.labels["metric"] == "psi"]
     assert {s.labels["feature"] for s in drift} == {"amount", "category"}
     assert all(s.labels["model"] == "fraud_model" for s in drift)
-    return {name: {"model", *labels} for name, (_, labels) in METRICS.items()}
+    assert {s.labels["check"] for s in samples} == {"features"}
+    return {name: {"model", "check", *labels} for name, (_, labels) in METRICS.items()}
 
 
 def _queries(dashboard: dict) -> list[str]:
