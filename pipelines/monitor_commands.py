@@ -57,14 +57,24 @@ def monitor_window(
     )
     rows = (features.result or {}).get("rows_out", 0)
     print(f"features: {rows:,} rows in the window -> {window}")
+    return _run_monitor(baseline, window, out, settings or {})
+
+
+def _run_monitor(baseline: Path, window: Path, out: Path, arguments: dict[str, object]) -> dict:
+    """The monitor component on `window` into out/monitoring, named by the profile's model;
+    its verdict (verdict.json's content)."""
+    from components.registry import get_spec
+    from components.runtime import execute
+    from pipelines.training_pipeline import PipelineDefaults
+
     manifest = execute(
         get_spec("monitor"),
         {
             "baseline": str(baseline),
             "window": str(window),
             "monitoring": str(out / "monitoring"),
-            "model_name": defaults.model_name,
-            **(settings or {}),
+            "model_name": PipelineDefaults().model_name,
+            **arguments,
         },
     )
     return manifest.result or {}
@@ -96,29 +106,18 @@ def monitor_prediction_log(
     settings: dict[str, object] | None = None,
 ) -> dict:
     """monitor on the serving prediction log; returns the verdict (verdict.json's content)."""
-    from components.registry import get_spec
-    from components.runtime import execute
     from pipelines.training_pipeline import PipelineDefaults
 
     if not prediction_log.is_dir():
         raise ConfigurationError(f"{prediction_log}: no prediction log folder")
-    defaults = PipelineDefaults()
-    manifest = execute(
-        get_spec("monitor"),
-        {
-            "baseline": str(baseline),
-            "window": str(prediction_log),
-            "monitoring": str(out / "monitoring"),
-            "window_start": rows_from,
-            "window_end": rows_until,
-            "timestamp_column": "timestamp",
-            "feature_repo": defaults.feature_repo,
-            "model_name": defaults.model_name,
-            "labels": labels,
-            **(settings or {}),
-        },
-    )
-    return manifest.result or {}
+    arguments: dict[str, object] = {
+        "window_start": rows_from,
+        "window_end": rows_until,
+        "timestamp_column": "timestamp",
+        "feature_repo": PipelineDefaults().feature_repo,
+        "labels": labels,
+    }
+    return _run_monitor(baseline, prediction_log, out, {**arguments, **(settings or {})})
 
 
 def _monitor(args: argparse.Namespace) -> int:

@@ -77,6 +77,16 @@ def read_json(path: Path, writer: str) -> Any:
         ) from error
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` in one step (a temporary file of this process, then a rename): a reader
+    never sees half a file, a crash never leaves one."""
+    import os
+
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
 def read_json_object(path: Path, writer: str) -> dict[str, Any]:
     written = read_json(path, writer)
     if not isinstance(written, dict):

@@ -2,15 +2,14 @@
 report can show each metric's trend (is the drift growing, or a one-day blip?).
 
 A run replaces the line of its own window (a re-run or backfill of a day does not count twice)
-and keeps the last MAX_WINDOWS windows, ordered by window. The file is rewritten whole, under a
-temporary name then renamed: a reader never sees half of it. One writer at a time (the
+and keeps the last MAX_WINDOWS windows, ordered by window. The file is rewritten whole, in one
+step (`write_atomically`): a reader never sees half of it. One writer at a time (the
 monitoring DAG runs one run at a time).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -87,10 +86,10 @@ def updated_history(path: Path, latest: WindowRecord) -> list[WindowRecord]:
 def write_history(path: Path, records: list[WindowRecord]) -> None:
     from dataclasses import asdict
 
+    from components.common.artifacts import write_atomically
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
-    partial.rename(path)
+    write_atomically(path, "".join(json.dumps(asdict(r)) + "\n" for r in records).encode())
 
 
 def trend_features(records: list[WindowRecord], drifted: list[str], most: int = 6) -> list[str]:

@@ -76,9 +76,9 @@ def export(
     half a file), and the push when a gateway is named."""
     from prometheus_client import generate_latest, push_to_gateway
 
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(generate_latest(registry))
-    partial.rename(path)
+    from components.common.artifacts import write_atomically
+
+    write_atomically(path, generate_latest(registry))
     if pushgateway:
         try:
             push_to_gateway(
