@@ -279,3 +279,80 @@ def shut_down(standalone: Standalone) -> None:
         for process in members:
             if is_running(process):
                 process.kill()
+
+
+# -- runs, read back from the metadata database ------------------------------------------------
+
+
+def dag_test(airflow: AirflowHome, env: dict, dag_id: str, logical_date: str, conf: dict):
+    """`airflow dags test DAG DATE -c CONF`; the run's id and its tasks' (state, try_number),
+    read back from the metadata database."""
+    done = airflow.airflow(
+        "dags", "test", dag_id, logical_date, "-c", json.dumps(conf), env=env, check=False
+    )
+    (run_id,) = airflow.query(
+        "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+    )[0]
+    return done, run_id, task_states(airflow, dag_id, run_id)
+
+
+def task_states(airflow: AirflowHome, dag_id: str, run_id: str) -> dict[str, dict]:
+    """Each task of the run: its state, try number and max tries."""
+    rows = airflow.query(
+        "SELECT task_id, state, try_number, max_tries FROM task_instance "
+        "WHERE dag_id = ? AND run_id = ?",
+        (dag_id, run_id),
+    )
+    return {task: {"state": s, "try": t, "max_tries": m} for task, s, t, m in rows}
+
+
+def xcom(airflow: AirflowHome, dag_id: str, run_id: str, task_id: str, key: str):
+    rows = airflow.query(
+        "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = ?",
+        (dag_id, run_id, task_id, key),
+    )
+    return json.loads(rows[0][0]) if rows else None
+
+
+def wait_for_asset_run(airflow: AirflowHome, timeout: float = 120) -> list[tuple]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = airflow.query(
+            "SELECT run_id FROM dag_run WHERE dag_id = 'training_pipeline' "
+            "AND run_type = 'asset_triggered'"
+        )
+        if runs:
+            return runs
+        time.sleep(2)
+    return []
+
+
+class RecordingWebhook:
+    """A loopback HTTP server that records every POST (path, authorization, JSON body)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                authorization = self.headers.get("Authorization")
+                received.append({"path": self.path, "authorization": authorization, "body": body})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
