@@ -12,7 +12,7 @@ DEMO_TRANSACTIONS ?= 200000
 # TensorFlow's INFO lines (oneDNN, CPU features) drown the demo's own output.
 export TF_CPP_MIN_LOG_LEVEL ?= 1
 
-.PHONY: setup setup-tfx demo drift-demo test bench lint format clean requirements image tfx-image airflow
+.PHONY: setup setup-tfx demo drift-demo test bench lint format clean requirements image serving-image tfx-image airflow
 
 setup:  ## create/refresh the environments: .venv (Python 3.11, uv.lock), .venv-tfx (Python 3.10)
 	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv with pip"; \
@@ -61,9 +61,10 @@ airflow: setup  ## local Airflow UI with dags/ on http://127.0.0.1:$(AIRFLOW_POR
 bench: setup  ## benchmarks: print a table, write JSON under bench/results/
 	$(PY) -m bench
 
-lint: setup
+lint: setup  ## ruff; the deploy files' checks (hadolint, shellcheck, workflow schema, manifests, secrets)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	$(PY) deploy/check.py
 
 format: setup
 	.venv/bin/ruff check --fix .
@@ -81,14 +82,21 @@ requirements:  ## pinned requirements of the images: component (uv.lock, no Airf
 		--output-file deploy/requirements/component.txt --quiet
 	$(UV) export --frozen --project deploy/tfx $(TFX_EXPORT) --output-file deploy/requirements/tfx.txt
 
+# Every image: tag = package version, labels = version and git commit.
+IMAGE_ARGS = --build-arg VERSION=$$($(PY) -c 'from components.image import package_version; print(package_version())') \
+	--build-arg GIT_SHA=$$(git rev-parse HEAD 2>/dev/null || echo unknown)
+
 image: requirements  ## build the component image (needs a Docker engine), tag = package version
 	$(UV) build --wheel --out-dir dist
-	docker build -f deploy/component.Dockerfile \
-		--build-arg VERSION=$$($(PY) -c 'import importlib.metadata as m; print(m.version("portside"))') \
+	docker build -f deploy/component.Dockerfile --target component $(IMAGE_ARGS) \
 		-t $$($(PY) -c 'from components.image import component_image; print(component_image())') .
+
+serving-image: requirements  ## build the serving image (the component image, the server as entrypoint)
+	$(UV) build --wheel --out-dir dist
+	docker build -f deploy/component.Dockerfile --target serving $(IMAGE_ARGS) \
+		-t $$($(PY) -c 'from components.image import serving_image; print(serving_image())') .
 
 tfx-image: requirements  ## build the TFX pipeline's image (needs a Docker engine), tag = package version
 	$(UV) build --wheel --out-dir dist
-	docker build -f deploy/tfx.Dockerfile \
-		--build-arg VERSION=$$($(PY) -c 'import importlib.metadata as m; print(m.version("portside"))') \
+	docker build -f deploy/tfx.Dockerfile $(IMAGE_ARGS) \
 		-t $$($(PY) -c 'from components.image import tfx_image; print(tfx_image())') .

@@ -46,7 +46,7 @@ DEFAULT_PORT = 8080
 DEFAULT_PARALLELISM = 2  # LocalExecutor workers, started at once: what 2 cores carry
 ADMIN_USER = "admin"
 # Standalone generates the admin's password into this file (simple auth manager) on first start.
-PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"  # pragma: allowlist secret
 SHIM_DIR = "bin"  # AIRFLOW_HOME/bin/airflow, first on PATH
 HEALTH_PATH = "/api/v2/monitor/health"
 COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")

@@ -459,8 +459,9 @@ def test_a_monitoring_run_that_finds_drift_queues_a_training_run(
     prediction log, monitor_serving checks the day's logged predictions (no skew: the log holds
     the offline values); without one it is skipped."""
     hook = RecordingWebhook()
+    token = "alert-token"  # pragma: allowlist secret (the loopback webhook's test token)
     connection = {"conn_type": "http", "host": "127.0.0.1", "port": hook.port,
-                  "password": "alert-token", "extra": {"endpoint": "/alerts"}}  # fmt: skip
+                  "password": token, "extra": {"endpoint": "/alerts"}}  # fmt: skip
     env = binding_env(project, base, AIRFLOW_CONN_PORTSIDE_ALERTS=json.dumps(connection))
     conf = {"baseline": str(baseline), "drift_threshold": 1e-9, "min_samples": 10}
     conf["history"] = str(base / "h.jsonl")
@@ -507,7 +508,7 @@ def test_a_monitoring_run_that_finds_drift_queues_a_training_run(
         assert json.loads(extra)["reasons"] == both  # the day's features' and the log's
         alert, serving_alert = hook.received  # the features' monitor and the log's
         assert serving_alert["body"]["run_id"] == run_id
-        assert alert["path"] == "/alerts" and alert["authorization"] == "Bearer alert-token"
+        assert alert["path"] == "/alerts" and alert["authorization"] == f"Bearer {token}"
         assert alert["body"]["verdict"] == "drift" and alert["body"]["run_id"] == run_id
         assert alert["body"]["reasons"] == monitored["result"]["reasons"]
         assert alert["body"]["report"].endswith("report.html")

@@ -142,7 +142,7 @@ def test_compile_and_submit_dry_run_as_documented(compiled):
     job = request["pipelineJob"]
     # the rest comes from the profile
     assert job["serviceAccount"] == "portside-trainer@portside-project.iam.gserviceaccount.com"
-    assert job["network"] == "projects/123456789/global/networks/ml-vpc"
+    assert job["network"] == "projects/123456789/global/networks/ml-vpc"  # pragma: allowlist secret
     assert job["encryptionSpec"]["kmsKeyName"].endswith("/cryptoKeys/pipelines")
     assert job["labels"] == {"team": "fraud"}
     assert job["runtimeConfig"]["parameterValues"]["epochs"] == 3
