@@ -4,9 +4,10 @@
 - Dockerfiles: hadolint (rules and the reasons for the few ignored ones: .hadolint.yaml);
 - GitHub Actions workflows: the workflow JSON schema, and shellcheck over their `run:` scripts;
 - shell scripts under deploy/: shellcheck;
-- Kubernetes manifests: each document against the Kubernetes OpenAPI schema of KUBERNETES
-  (kubernetes-validate, schemas shipped in the package); custom resources (KServe) against the
-  schema kept in deploy/schemas/;
+- Kubernetes manifests (deploy/k8s/base, and each overlay rendered by `kubectl kustomize`):
+  each document against the Kubernetes OpenAPI schema of KUBERNETES (kubernetes-validate,
+  schemas shipped in the package); custom resources (KServe) against the schema kept in
+  deploy/schemas/, their inline PodSpec as a Pod's;
 - secrets: detect-secrets over every tracked file (lock files' hashes aside).
 
 `python deploy/check.py` prints each problem as `path: problem` and exits 1 if there is one.
@@ -199,18 +200,40 @@ def _tracked() -> list[Path]:
 def repository_files() -> dict[str, list[Path]]:
     """What each check covers in this repository."""
     deploy = ROOT / "deploy"
-    kubernetes = [
-        deploy / "airflow" / "portside-namespace.yaml",
-        *sorted(deploy.glob("k8s/**/*.yaml")),
-    ]
-    kubernetes += [deploy / "serving" / "inferenceservice.yaml"]
+    base = sorted((deploy / "k8s" / "base").glob("*.yaml"))
     return {
         "dockerfiles": sorted([*deploy.glob("*.Dockerfile"), *deploy.glob("**/Dockerfile")]),
         "workflows": sorted((ROOT / ".github" / "workflows").glob("*.yml")),
         "scripts": sorted(deploy.glob("**/*.sh")),
-        "manifests": [p for p in kubernetes if "kustomization" not in p.name],
+        "manifests": [p for p in base if p.name != "kustomization.yaml"],
+        "overlays": sorted(
+            p.parent for p in (deploy / "k8s" / "overlays").glob("*/kustomization.yaml")
+        ),
         "tracked": _tracked(),
     }
+
+
+def overlays(folders: Iterable[Path]) -> list[str]:
+    """Each Kustomize overlay rendered (`kubectl kustomize`, kustomize built in) and its output
+    checked as manifests. Without kubectl on PATH they cannot be rendered: said, not hidden."""
+    folders = list(folders)
+    if not folders:
+        return []
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return [f"{_relative(f)}: not rendered: kubectl is not on PATH" for f in folders]
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="portside-overlay-") as scratch:
+        for folder in folders:
+            done = _run([kubectl, "kustomize", str(folder)])
+            if done.returncode != 0:
+                problems.append(f"{_relative(folder)}: kustomize: {done.stderr.strip()[-1000:]}")
+                continue
+            rendered = Path(scratch) / f"{folder.name}.yaml"
+            rendered.write_text(done.stdout)
+            label = f"{_relative(folder)} (rendered)"
+            problems += [p.replace(str(rendered), label) for p in manifests([rendered])]
+    return problems
 
 
 def check_repository() -> list[str]:
@@ -220,6 +243,7 @@ def check_repository() -> list[str]:
         *workflows(files["workflows"]),
         *shellcheck(files["scripts"]),
         *manifests(files["manifests"]),
+        *overlays(files["overlays"]),
         *secrets(files["tracked"]),
     ]
 

@@ -16,6 +16,7 @@ KFP_REPO="${KFP_REPO:-portside-pipelines}"
 POOL="${POOL:-github}"
 
 TRAINER="portside-trainer@${PROJECT}.iam.gserviceaccount.com"
+AIRFLOW="portside-airflow@${PROJECT}.iam.gserviceaccount.com"
 CI="portside-ci@${PROJECT}.iam.gserviceaccount.com"
 RELEASE="portside-release@${PROJECT}.iam.gserviceaccount.com"
 
@@ -36,7 +37,7 @@ gcloud artifacts repositories describe "$IMAGES_REPO" --location us >/dev/null 2
 gcloud artifacts repositories describe "$KFP_REPO" --location "$REGION" >/dev/null 2>&1 \
   || gcloud artifacts repositories create "$KFP_REPO" --location "$REGION" --repository-format kfp
 
-for account in portside-trainer portside-ci portside-release; do
+for account in portside-trainer portside-airflow portside-ci portside-release; do
   gcloud iam service-accounts describe "${account}@${PROJECT}.iam.gserviceaccount.com" \
     >/dev/null 2>&1 || gcloud iam service-accounts create "$account" --display-name "$account"
 done
@@ -56,6 +57,14 @@ bind_bucket "$PIPELINE_BUCKET" "serviceAccount:$TRAINER" roles/storage.objectUse
 bind_bucket "$FEATURE_BUCKET" "serviceAccount:$TRAINER" roles/storage.objectViewer
 gcloud artifacts repositories add-iam-policy-binding "$IMAGES_REPO" --location us \
   --member "serviceAccount:$TRAINER" --role roles/artifactregistry.reader >/dev/null
+
+# Airflow's pods (deploy/airflow/): the vertex runner submits the pipeline as the trainer; the
+# chart reads its keys from Secret Manager (the log bucket's binding: deploy/airflow/README.md).
+bind_project "serviceAccount:$AIRFLOW" roles/aiplatform.user
+bind_project "serviceAccount:$AIRFLOW" roles/secretmanager.secretAccessor
+bind_bucket "$PIPELINE_BUCKET" "serviceAccount:$AIRFLOW" roles/storage.objectUser
+gcloud iam service-accounts add-iam-policy-binding "$TRAINER" \
+  --member "serviceAccount:$AIRFLOW" --role roles/iam.serviceAccountUser >/dev/null
 
 # CI: pushes the images.
 gcloud artifacts repositories add-iam-policy-binding "$IMAGES_REPO" --location us \

@@ -1,4 +1,4 @@
-"""deploy/serving/inferenceservice.yaml against what it deploys: the server's own argument
+"""deploy/k8s/base/inferenceservice.yaml against what it deploys: the server's own argument
 parser takes its args, the app answers its probe and metrics paths, the port agrees
 everywhere, the settings are the production profile's, the image is the versioned one. A
 renamed flag or route, a new package version or a changed profile fails here."""
@@ -16,7 +16,7 @@ import yaml
 from conftest import ROOT
 
 pytestmark = pytest.mark.integration
-MANIFEST = ROOT / "deploy" / "serving" / "inferenceservice.yaml"
+MANIFEST = ROOT / "deploy" / "k8s" / "base" / "inferenceservice.yaml"
 PROFILE = ROOT / "deploy" / "profiles" / "production.yaml"
 
 

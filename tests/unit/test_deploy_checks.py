@@ -5,6 +5,7 @@ manifests and tracked files pass, and each check finds a problem planted in a fi
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def test_the_repository_passes_every_deploy_check():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "deploy checks: 0 problem(s) in 3 dockerfiles, 2 workflows, 3 scripts" in done.stdout
+    assert "2 overlays" in done.stdout
 
 
 def test_each_image_runs_unprivileged_from_a_multi_stage_build():
@@ -97,3 +99,39 @@ def test_the_secrets_scan_finds_a_committed_key(check, tmp_path: Path):
     problems = check.secrets([leaked])
     assert any("AWS Access Key" in p for p in problems), problems
     assert any("Basic Auth" in p for p in problems), problems
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (its kustomize) not on PATH")
+def test_an_overlay_is_rendered_and_its_output_checked(check, tmp_path: Path):
+    shutil.copytree(ROOT / "deploy" / "k8s" / "base", tmp_path / "base")
+    overlay = tmp_path / "bad-overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "resources:\n  - ../base\n"
+        "patches:\n  - target: {kind: Deployment, name: feast-feature-server}\n"
+        "    patch: |-\n      - op: replace\n        path: /spec/replicas\n        value: three\n"
+    )
+    problems = check.overlays([overlay])
+    assert any("(rendered)" in p and "Deployment" in p and "three" in p for p in problems), problems
+
+
+def test_every_file_the_deploy_guide_names_exists():
+    """deploy/README.md walks through the deploy files: each one it names (relative to deploy/
+    or to the repository) is there."""
+    import re
+
+    text = (ROOT / "deploy" / "README.md").read_text()
+    names = set()
+    for token in re.findall(r"`([\w./{},-]+)`", text):
+        if not re.search(r"(/|\.(ya?ml|md|json|py|sh)$|Dockerfile$)", token):
+            continue
+        braced = re.fullmatch(r"(.*)\{(.+)\}(.*)", token)
+        options = braced.group(2).split(",") if braced else [""]
+        for option in options:
+            names.add(f"{braced.group(1)}{option}{braced.group(3)}" if braced else token)
+    assert len(names) >= 15, names
+    missing = [
+        n for n in sorted(names) if not ((ROOT / "deploy" / n).exists() or (ROOT / n).exists())
+    ]
+    assert missing == [], missing
