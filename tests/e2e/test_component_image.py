@@ -223,3 +223,47 @@ def _serve_from_the_image_environment(python: str, env: dict, workspace, tmp_pat
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
+
+
+def test_the_tfx_image_environment_runs_portsides_tfx_steps(training_set, tmp_path):
+    """The TFX image as deploy/tfx.Dockerfile builds it, without Docker: a Python 3.10
+    virtualenv of exactly deploy/requirements/tfx.txt (hashes) plus the built wheel. There the
+    steps Portside's TFX executors run (validate, train, evaluate, push; no Feast in that image)
+    run on a training set, and the executors Vertex AI's launcher names import."""
+    found = subprocess.run([str(ROOT / "deploy" / "tfx" / "find_python.sh")], capture_output=True)
+    if found.returncode != 0:
+        pytest.skip("no Python 3.10 here (make setup says so): the TFX image's Python")
+    uv = uv_command()
+    _run([*uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist")], ROOT)
+    venv = tmp_path / "tfx-venv"
+    _run([*uv, "venv", "--python", found.stdout.decode().strip(), str(venv)], tmp_path)
+    python = str(venv / "bin" / "python")
+    install = [*uv, "pip", "install", "--python", python, "--no-deps"]
+    _run([*install, "--require-hashes", "-r", str(ROOT / "deploy/requirements/tfx.txt")], tmp_path)
+    _run([*install, str(next((tmp_path / "dist").glob("portside-*.whl")))], tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PORTSIDE_IMAGE"] = "portside-tfx:test"
+    executors = ["PortsideValidate", "PortsideTrain", "PortsideEvaluate", "PortsidePush"]
+    probe = "import sys, components, pipelines.tfx_components as t; print(components.__file__); "
+    probe += f"[getattr(t, n + '_Executor') for n in {executors!r}]; import feast"
+    imported = subprocess.run([python, "-c", probe], cwd=tmp_path, env=env, capture_output=True)
+    assert str(venv) in imported.stdout.decode()  # the wheel, not the source tree
+    assert b"No module named 'feast'" in imported.stderr  # the executors imported; no Feast
+
+    tracking = ["--tracking-uri", str(tmp_path / "mlflow.db")]
+    model, validation = str(tmp_path / "model"), str(tmp_path / "validation")
+    steps = [
+        ["validate", "--training-set", str(training_set), "--validation", validation,
+         "--suite", str(EXPECTATION_SUITE), "--as-of", "2026-11-01T00:00:00+00:00"],
+        ["train", "--training-set", str(training_set), "--validation", validation,
+         "--model", model, "--epochs", "2", *tracking],
+        ["evaluate", "--model", model, "--training-set", str(training_set),
+         "--validation", validation, "--evaluation", str(tmp_path / "evaluation"),
+         "--model-name", MODEL_NAME, *tracking],
+        ["push", "--model", model, "--evaluation", str(tmp_path / "evaluation"),
+         "--pushed", str(tmp_path / "pushed"), "--model-name", MODEL_NAME, *tracking],
+    ]  # fmt: skip
+    for step in steps:
+        _run([python, "-m", "components", *step], tmp_path, env)
+    pushed = json.loads((tmp_path / "pushed" / "run_manifest.json").read_text())
+    assert pushed["status"] == "succeeded" and pushed["image"] == "portside-tfx:test"
