@@ -42,7 +42,7 @@ demo: setup  ## generate data, feast apply, materialize, run the training pipeli
 	$(PORTSIDE) serve --demo --user-id 1 2 3 --amount 250 --merchant-category electronics
 
 drift-demo: setup  ## monitoring: data whose last 2 weeks drift, train before them, monitor, retrain (data/drift_demo/)
-	$(PY) -m pipelines.drift_demo
+	$(PY) -m portside.pipelines.drift_demo
 
 # One pytest worker per core; a test file stays on one worker (its module fixtures start once).
 TEST_WORKERS ?= auto
@@ -56,7 +56,7 @@ AIRFLOW_PORT ?= 8080
 AIRFLOW_PARALLELISM ?= 2
 
 airflow: setup  ## local Airflow UI with dags/ on http://127.0.0.1:$(AIRFLOW_PORT); prints where the admin password is
-	$(PY) -m pipelines.airflow_standalone --port $(AIRFLOW_PORT) --parallelism $(AIRFLOW_PARALLELISM)
+	$(PY) -m portside.pipelines.airflow_standalone --port $(AIRFLOW_PORT) --parallelism $(AIRFLOW_PARALLELISM)
 
 bench: setup  ## benchmarks: print a table, write JSON under bench/results/
 	$(PY) -m bench
@@ -83,20 +83,20 @@ requirements:  ## pinned requirements of the images: component (uv.lock, no Airf
 	$(UV) export --frozen --project deploy/tfx $(TFX_EXPORT) --output-file deploy/requirements/tfx.txt
 
 # Every image: tag = package version, labels = version and git commit.
-IMAGE_ARGS = --build-arg VERSION=$$($(PY) -c 'from components.image import package_version; print(package_version())') \
+IMAGE_ARGS = --build-arg VERSION=$$($(PY) -c 'from portside.components.image import package_version; print(package_version())') \
 	--build-arg GIT_SHA=$$(git rev-parse HEAD 2>/dev/null || echo unknown)
 
 image: requirements  ## build the component image (needs a Docker engine), tag = package version
 	$(UV) build --wheel --out-dir dist
 	docker build -f deploy/component.Dockerfile --target component $(IMAGE_ARGS) \
-		-t $$($(PY) -c 'from components.image import component_image; print(component_image())') .
+		-t $$($(PY) -c 'from portside.components.image import component_image; print(component_image())') .
 
 serving-image: requirements  ## build the serving image (the component image, the server as entrypoint)
 	$(UV) build --wheel --out-dir dist
 	docker build -f deploy/component.Dockerfile --target serving $(IMAGE_ARGS) \
-		-t $$($(PY) -c 'from components.image import serving_image; print(serving_image())') .
+		-t $$($(PY) -c 'from portside.components.image import serving_image; print(serving_image())') .
 
 tfx-image: requirements  ## build the TFX pipeline's image (needs a Docker engine), tag = package version
 	$(UV) build --wheel --out-dir dist
 	docker build -f deploy/tfx.Dockerfile $(IMAGE_ARGS) \
-		-t $$($(PY) -c 'from components.image import tfx_image; print(tfx_image())') .
+		-t $$($(PY) -c 'from portside.components.image import tfx_image; print(tfx_image())') .

@@ -165,8 +165,8 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     import pyarrow.parquet as pq
     import tensorflow  # noqa: F401  (setup, as Feast's: both engines score through TF)
 
-    from components.batch_predict.run import run as batch_predict
-    from components.common.artifacts import PREDICTIONS_FILE
+    from portside.components.batch_predict.run import run as batch_predict
+    from portside.components.common.artifacts import PREDICTIONS_FILE
 
     warm_feast(case["repo"])
     out = Path(case["out"])
@@ -195,9 +195,9 @@ def _peer(case: dict[str, Any], out: Path) -> None:
     import pandas as pd
     from feast import FeatureStore
 
-    from components.common.artifacts import PREDICTIONS_FILE
-    from components.common.model_io import ServingModel
-    from components.push.registry import Registry
+    from portside.components.common.artifacts import PREDICTIONS_FILE
+    from portside.components.common.model_io import ServingModel
+    from portside.components.push.registry import Registry
 
     registry = Registry(case["tracking_uri"], MODEL_NAME)
     champion = registry.champion()

@@ -111,7 +111,7 @@ def code_version() -> dict[str, Any]:
 def dataset(**config_fields: Any) -> tuple[Path, dict[str, int]]:
     """Synthetic sources for a `SyntheticDataConfig(**config_fields)`, generated once and cached
     under bench/results/data/; returns the sources folder and the row count per table."""
-    from synthetic_data import SyntheticDataConfig, generate
+    from portside.synthetic_data import SyntheticDataConfig, generate
 
     config = SyntheticDataConfig(**config_fields)
     key = (
@@ -169,10 +169,10 @@ def train_champion(
     """A model for the serving and scoring benchmarks, in this process: features -> train ->
     registered in the MLflow registry at `tracking_uri` as `model_name`'s champion (no
     validation or evaluation: these benchmarks measure serving, not the gates)."""
-    from components.features.run import run as build_training_set
-    from components.lineage import content_hash
-    from components.push.registry import Registry
-    from components.train.run import run as train
+    from portside.components.features.run import run as build_training_set
+    from portside.components.lineage import content_hash
+    from portside.components.push.registry import Registry
+    from portside.components.train.run import run as train
 
     training_set, validation, model = root / "training_set", root / "validation", root / "model"
     build_training_set(

@@ -11,7 +11,7 @@
    `val_auc` (ROC, 200 thresholds, measured at the end of each epoch) reaches it, and the
    cumulative fit time at that epoch (`history.elapsed_seconds`), also stated from the start of
    run() and from the start of the process.
-3. startup: each entrypoint `python -m components <name>` on tiny data (5k transactions),
+3. startup: each entrypoint `python -m portside.components <name>` on tiny data (5k transactions),
    chained (features -> validate -> train -> evaluate -> push). Per component: cold with
    `--no-cache` (process wall, manifest `seconds`, peak RSS), then twice with one `--cache-dir`
    (the second is the cache hit if the manifest says "cached"), then once more with
@@ -168,7 +168,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def entrypoint(name: str, *python_options: str) -> list[str]:
-    return [sys.executable, *python_options, "-m", "components", name]
+    return [sys.executable, *python_options, "-m", "portside.components", name]
 
 
 # --- startup overhead ---------------------------------------------------------------------
@@ -183,13 +183,15 @@ def bare_imports() -> dict[str, Any]:
 
 
 def entrypoint_startup() -> dict[str, Any]:
-    """The entrypoint without a component run: `python -m components --help`."""
+    """The entrypoint without a component run: `python -m portside.components --help`."""
     walls = []
     for i in range(IMPORT_REPEATS):
-        done = run_process([sys.executable, "-m", "components", "--help"], f"{NAME}-help-{i}")
+        done = run_process(
+            [sys.executable, "-m", "portside.components", "--help"], f"{NAME}-help-{i}"
+        )
         walls.append(done["wall_s"])
     return {
-        "command": "python -m components --help",
+        "command": "python -m portside.components --help",
         "walls_s": walls,
         "median_s": statistics.median(walls),
     }
@@ -374,7 +376,9 @@ def _imports_table(imports: dict[str, Any], startup: dict[str, Any]) -> str:
     rows = [
         ["python -c 'import sys' (interpreter startup)", seconds(imports["python"]["median_s"])]
     ]
-    rows.append(["python -m components --help (entrypoint, no run)", seconds(startup["median_s"])])
+    rows.append(
+        ["python -m portside.components --help (entrypoint, no run)", seconds(startup["median_s"])]
+    )
     for module, cost in {**imports["libraries"], **imports.get("combinations", {})}.items():
         rows.append([f"import {module}", seconds(cost.get("median_s"))])
     return table(
@@ -469,11 +473,11 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     if case["kind"] == "validate":
         import great_expectations  # noqa: F401  setup: the timed call is the validation
 
-        import components.validate.report  # noqa: F401
-        import components.validate.statistics  # noqa: F401
-        import components.validate.suite  # noqa: F401
-        from components.errors import GateFailed
-        from components.validate.run import run as validate
+        import portside.components.validate.report  # noqa: F401
+        import portside.components.validate.statistics  # noqa: F401
+        import portside.components.validate.suite  # noqa: F401
+        from portside.components.errors import GateFailed
+        from portside.components.validate.run import run as validate
 
         def call() -> Any:
             try:
@@ -504,7 +508,7 @@ def _train_case(case: dict[str, Any]) -> dict[str, Any]:
     import psutil
     import tensorflow  # noqa: F401
 
-    from components.train import run as train
+    from portside.components.train import run as train
 
     process_start = psutil.Process().create_time()
     marks: dict[str, float] = {}

@@ -312,8 +312,8 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     if case["engine"] == PORTSIDE:
         import pyarrow.parquet as pq
 
-        from components.features.run import TRAINING_SET_FILE
-        from components.features.run import run as build_training_set
+        from portside.components.features.run import TRAINING_SET_FILE
+        from portside.components.features.run import run as build_training_set
 
         warm_feast(case["repo"])
         manifest, timing = timed(
@@ -349,7 +349,7 @@ def _floor_case(case: dict[str, Any]) -> dict[str, Any]:
     """The raw ASOF join (see the module docstring), views and columns from the registry."""
     import duckdb
 
-    from components.features.feast_repo import open_store, resolve_service
+    from portside.components.features.feast_repo import open_store, resolve_service
 
     warm_feast(case["repo"])
     views = resolve_service(open_store(case["repo"]), FEATURE_SERVICE).views

@@ -250,7 +250,7 @@ def _short_of(factor: float | None) -> str:
 
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     if case["engine"] == PORTSIDE:
-        from components.features.materialize import materialize
+        from portside.components.features.materialize import materialize
 
         warm_feast(case["repo"])
         # Feast's semantics, so both sides write the same online state (compared below).

@@ -181,8 +181,8 @@ def _baseline(reference: Path, out: Path) -> tuple[Path, float]:
 
     import pandas as pd
 
-    from components.validate.statistics import column_statistics
-    from components.validate.suite import Roles
+    from portside.components.validate.statistics import column_statistics
+    from portside.components.validate.suite import Roles
 
     started = time.perf_counter()
     statistics = column_statistics(pd.read_parquet(reference), Roles())
@@ -201,7 +201,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
 
 
 def _portside(case: dict[str, Any]) -> dict[str, Any]:
-    from components.monitor.run import run as monitor
+    from portside.components.monitor.run import run as monitor
 
     def call() -> Any:
         return monitor(case["baseline"], case["window"], case["out"], drift_threshold=THRESHOLD)

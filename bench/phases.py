@@ -37,26 +37,26 @@ OTHER, TOTAL = "other", "total: the timed call"
 STORES = "feast.infra.online_stores"
 # (owner as "module" or "module:Class", attribute, phase); "of which" phases are nested.
 FEATURES = [
-    ("components.features.feast_repo", "open_store", "open store (registry)"),
-    ("components.features.feast_repo", "resolve_service", "resolve the feature service"),
-    ("components.features.run", "load_entity_rows", "read + check entity rows"),
-    ("components.features.run", "build_training_set", "join + on-demand views"),
-    ("components.features.pit_join", "point_in_time_join", "of which point-in-time join"),
-    ("components.features.run", "apply_on_demand", "of which on-demand views"),
+    ("portside.components.features.feast_repo", "open_store", "open store (registry)"),
+    ("portside.components.features.feast_repo", "resolve_service", "resolve the feature service"),
+    ("portside.components.features.run", "load_entity_rows", "read + check entity rows"),
+    ("portside.components.features.run", "build_training_set", "join + on-demand views"),
+    ("portside.components.features.pit_join", "point_in_time_join", "of which point-in-time join"),
+    ("portside.components.features.run", "apply_on_demand", "of which on-demand views"),
     ("pyarrow.parquet", "write_table", "write training_set.parquet"),
-    ("components.features.run", "_manifest", "manifest"),
-    ("components.features.run", "content_fingerprint", "of which content fingerprint"),
-    ("components.features.run", "_files_read", "hash the definitions and sources read"),
+    ("portside.components.features.run", "_manifest", "manifest"),
+    ("portside.components.features.run", "content_fingerprint", "of which content fingerprint"),
+    ("portside.components.features.run", "_files_read", "hash the definitions and sources read"),
 ]
 WRITES = [
     (f"{STORES}.sqlite:SqliteOnlineStore", "online_write_batch", "online_write_batch"),
     (f"{STORES}.redis:RedisOnlineStore", "online_write_batch", "online_write_batch"),
     ("feast.infra.registry.registry:Registry", "apply_materialization", "record the interval"),
 ]
-WRITERS = "components.features.online_write"
+WRITERS = "portside.components.features.online_write"
 MATERIALIZE = {
     materialize.PORTSIDE: [
-        ("components.features.feast_repo", "open_store", "open store (registry)"),
+        ("portside.components.features.feast_repo", "open_store", "open store (registry)"),
         # Portside's writers encode column-wise (online_values) and write in bulk; the DuckDB
         # query runs while the first batch is pulled, so it is in "other".
         (f"{WRITERS}:SqliteWriter", "__call__", "bulk write: sqlite"),
@@ -182,7 +182,7 @@ class Phases:
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     warm_feast(case["repo"])  # setup, as in the benchmarks
     if case["kind"] == "features":
-        from components.features import run as features
+        from portside.components.features import run as features
 
         phases = Phases(FEATURES)
         _, timing = timed(
@@ -199,7 +199,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     start, end = materialize.START, materialize.END
     phases = Phases(MATERIALIZE[case["engine"]])
     if case["engine"] == materialize.PORTSIDE:
-        from components.features.materialize import materialize as portside_materialize
+        from portside.components.features.materialize import materialize as portside_materialize
 
         _, timing = timed(lambda: portside_materialize(case["repo"], start, end, progress=False))
     else:

@@ -35,7 +35,7 @@ from bench.common import (
     table,
     train_champion,
 )
-from pipelines.local_server import LocalServer, ServerNotReady, free_port
+from portside.pipelines.local_server import LocalServer, ServerNotReady, free_port
 
 NAME = "serving"
 DATA = {"transactions": 200_000, "users": 3_000}
@@ -98,7 +98,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def _materialize(repo: Path, end: datetime) -> None:
-    from components.features.materialize import materialize
+    from portside.components.features.materialize import materialize
 
     materialize(repo, end - timedelta(days=400), end + timedelta(hours=1), progress=False)
 
@@ -117,7 +117,7 @@ def _start(engine: str, repo: Path, tracking_uri: Path, log: Path) -> LocalServe
         command += ["--workers", "1", "--max-requests", "0", "--no-access-log"]
         cwd = repo
     else:
-        command = [sys.executable, "-m", "components", "serve", "--port", str(port)]
+        command = [sys.executable, "-m", "portside.components", "serve", "--port", str(port)]
         command += ["--feature-repo", str(repo), "--model-name", MODEL_NAME]
         command += ["--tracking-uri", str(tracking_uri), "--no-access-log"]
         cwd = Path(__file__).resolve().parents[1]

@@ -54,7 +54,7 @@ from bench.common import (
     table,
 )
 from bench.pipeline import run_record
-from pipelines.tfx_commands import tfx_python
+from portside.pipelines.tfx_commands import tfx_python
 
 NAME = "tfx"
 SIZES = ({"transactions": 50_000}, {"transactions": 1_000_000})

@@ -1,4 +1,5 @@
-"""Container entrypoint, the same in every runtime: `python -m components <name> --arg value`.
+"""Container entrypoint, the same in every runtime:
+`python -m portside.components <name> --arg value`.
 
 Exit codes: 0 success, 1 error, 2 usage error, 3 gate failed (validation or blessing said no).
 On failure a one-line reason goes to stderr.
@@ -10,9 +11,9 @@ import argparse
 import sys
 import traceback
 
-from components.errors import PortsideError
-from components.registry import component_names, get_spec
-from components.spec import ComponentSpec
+from portside.components.errors import PortsideError
+from portside.components.registry import component_names, get_spec
+from portside.components.spec import ComponentSpec
 
 DEFAULT_CACHE_DIR = "data/cache"
 
@@ -58,9 +59,9 @@ def _add_component_parser(subparsers: argparse._SubParsersAction, spec: Componen
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m components", description="Run one Portside component."
+        prog="python -m portside.components", description="Run one Portside component."
     )
-    parser.epilog = "`python -m components serve --help`: the prediction server."
+    parser.epilog = "`python -m portside.components serve --help`: the prediction server."
     subparsers = parser.add_subparsers(dest="component", required=True, metavar="COMPONENT")
     for name in component_names():
         _add_component_parser(subparsers, get_spec(name))
@@ -68,11 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from components.runtime import execute
+    from portside.components.runtime import execute
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:  # the prediction server: long-running, not a pipeline step
-        from components.serve.cli import main as serve
+        from portside.components.serve.cli import main as serve
 
         return serve(argv[1:])
     args = vars(build_parser().parse_args(argv))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from components.spec import ComponentSpec
+from portside.components.spec import ComponentSpec
 
 # The training pipeline's order; it only orders listings (help, docs).
 PIPELINE_ORDER = ("features", "validate", "train", "evaluate", "push")
@@ -25,7 +25,7 @@ def get_spec(name: str) -> ComponentSpec:
     names = component_names()
     if name not in names:
         raise KeyError(f"unknown component {name!r}; known: {', '.join(names)}")
-    return importlib.import_module(f"components.{name}.spec").SPEC
+    return importlib.import_module(f"portside.components.{name}.spec").SPEC
 
 
 def all_specs() -> list[ComponentSpec]:

@@ -33,9 +33,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from components.errors import ConfigurationError, PortsideError
-from components.lineage import RUN_MANIFEST_FILE, CodeVersion, code_version, content_hash
-from components.spec import ComponentSpec
+from portside.components.errors import ConfigurationError, PortsideError
+from portside.components.lineage import RUN_MANIFEST_FILE, CodeVersion, code_version, content_hash
+from portside.components.spec import ComponentSpec
 
 # A cache entry's folder name: the key, or a temporary name (legacy staging: `<key>.tmp<pid>`).
 ENTRY_NAME = re.compile(

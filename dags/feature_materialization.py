@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
-from pipelines.airflow_assets import FEATURES_FRESH
-from pipelines.airflow_binding import Binding, run_end, run_start
+from portside.pipelines.airflow_assets import FEATURES_FRESH
+from portside.pipelines.airflow_binding import Binding, run_end, run_start
 
 INTERVAL = timedelta(hours=1)
 

@@ -27,9 +27,9 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, chain, task
 
-from pipelines.airflow_assets import DRIFT_DETECTED
-from pipelines.airflow_binding import Binding, entity_row_params, run_end, run_start
-from pipelines.monitoring_alert import VerdictNotifier
+from portside.pipelines.airflow_assets import DRIFT_DETECTED
+from portside.pipelines.airflow_binding import Binding, entity_row_params, run_end, run_start
+from portside.pipelines.monitoring_alert import VerdictNotifier
 
 INTERVAL = timedelta(days=1)
 BINDING = Binding.from_environment()
@@ -104,7 +104,7 @@ def report_drift(*, params, ti, inlet_events, outlet_events) -> str:
     """Emit "drift detected" for an alarming verdict outside the cooldown; else skip."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from pipelines.drift_alarm import decide, merge_verdicts
+    from portside.pipelines.drift_alarm import decide, merge_verdicts
 
     returned = [ti.xcom_pull(task_ids=task_id) for task_id in ("monitor", "monitor_serving")]
     verdict = merge_verdicts([(r or {}).get("result") or {} for r in returned])

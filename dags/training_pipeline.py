@@ -20,8 +20,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, chain
 
-from pipelines.airflow_assets import DRIFT_DETECTED, FEATURES_FRESH
-from pipelines.airflow_binding import Binding, entity_row_params, run_end, run_start
+from portside.pipelines.airflow_assets import DRIFT_DETECTED, FEATURES_FRESH
+from portside.pipelines.airflow_binding import Binding, entity_row_params, run_end, run_start
 
 # The runner, the folders and (tasks in the image) the production profile, read once.
 BINDING = Binding.from_environment()

@@ -1,4 +1,4 @@
-# One image for every Portside component: `python -m components <name> --arg value ...`, and
+# One image for every Portside component: `python -m portside.components <name> --arg value ...`, and
 # a `serving` target on top of it for the prediction server.
 #
 #   make image            # target component: <registry>/components:<package version>
@@ -8,7 +8,7 @@
 # comes in as the built wheel. The build stage installs them into a virtualenv; the final
 # stages copy only that virtualenv (no pip cache, no wheel, no build tools) and run as an
 # unprivileged user. KServe and Vertex AI run the component image with
-# `command: [python, -m, components, serve]` and probe it themselves (deploy/serving/); the
+# `command: [python, -m, portside.components, serve]` and probe it themselves (deploy/serving/); the
 # serving target is the same image with that entrypoint and a Docker HEALTHCHECK, for `docker
 # run` and Compose.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -29,7 +29,7 @@ ARG GIT_SHA=unknown
 # Lineage: every run manifest records the image it ran in.
 ARG IMAGE_NAME=portside-components
 LABEL org.opencontainers.image.title="portside-components" \
-      org.opencontainers.image.description="Portside pipeline components (python -m components)" \
+      org.opencontainers.image.description="Portside pipeline components (python -m portside.components)" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${GIT_SHA}"
 ENV PATH=/opt/venv/bin:${PATH} \
@@ -51,17 +51,17 @@ COPY deploy/feast/feature_store.yaml /opt/portside/feature_repo/feature_store.ya
 WORKDIR /workspace
 RUN chown portside:0 /workspace
 USER 10001
-ENTRYPOINT ["python", "-m", "components"]
+ENTRYPOINT ["python", "-m", "portside.components"]
 
 FROM component AS serving
 ARG IMAGE_NAME=portside-serving
 ARG VERSION
 LABEL org.opencontainers.image.title="portside-serving" \
-      org.opencontainers.image.description="Portside prediction server (python -m components serve)"
+      org.opencontainers.image.description="Portside prediction server (python -m portside.components serve)"
 ENV PORTSIDE_IMAGE=${IMAGE_NAME}:${VERSION}
 EXPOSE 8080
 # Ready: a champion is loaded and the feature store answers (the route KServe's probe uses).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/v2/health/ready', timeout=4)"]
-ENTRYPOINT ["python", "-m", "components", "serve"]
+ENTRYPOINT ["python", "-m", "portside.components", "serve"]
 CMD ["--host", "0.0.0.0", "--port", "8080"]

@@ -1,8 +1,8 @@
 """The Airflow binding, generated from the component specs: one task per component.
 
 A task's arguments are its spec's inputs, outputs and parameters, as Jinja templates rendered
-from the DAG run's context, turned into the container entrypoint's command line
-(`python -m components <name> --<artifact> PATH ... --<param> VALUE ... --cache-dir D`), the
+from the DAG run's context, turned into the container entrypoint's command line (`python -m
+portside.components <name> --<artifact> PATH ... --<param> VALUE ... --cache-dir D`), the
 same in every runtime. Where it runs is the runner, read from the environment when a DAG file
 is parsed (an environment variable costs nothing; no metadata-database access at parse):
 
@@ -63,18 +63,18 @@ import attrs
 from airflow.sdk import BaseOperator, BaseOperatorLink, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from components.errors import ConfigurationError
-from components.lineage import RUN_MANIFEST_FILE
-from components.registry import get_spec
-from components.spec import ComponentSpec, GatePolicy
-from pipelines.kfp_components import UI_OUTPUTS
+from portside.components.errors import ConfigurationError
+from portside.components.lineage import RUN_MANIFEST_FILE
+from portside.components.registry import get_spec
+from portside.components.spec import ComponentSpec, GatePolicy
+from portside.pipelines.kfp_components import UI_OUTPUTS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.types import TaskInstanceKey
 
-    from pipelines.profile import Profile
-    from pipelines.training_pipeline import PipelineDefaults
+    from portside.pipelines.profile import Profile
+    from portside.pipelines.training_pipeline import PipelineDefaults
 
 RUNNER_VARIABLE = "PORTSIDE_AIRFLOW_RUNNER"
 ARTIFACT_ROOT_VARIABLE = "PORTSIDE_ARTIFACT_ROOT"
@@ -118,7 +118,7 @@ class Binding:
         project = env.get(PROJECT_DIR_VARIABLE) or str(REPOSITORY)
         profile = None
         if runner != "local":
-            from pipelines.profile import load_profile, profile_path
+            from portside.pipelines.profile import load_profile, profile_path
 
             profile = load_profile(profile_path(env), env)
         if runner == "kubernetes":
@@ -139,7 +139,7 @@ class Binding:
         """The DAG params' defaults: the embedded ones (the project's files, data/mlflow) for
         the local runner; where tasks run in the image (kubernetes, vertex), the production
         profile's: the image's feature repo and suite, the shared MLflow server."""
-        from pipelines.training_pipeline import PipelineDefaults
+        from portside.pipelines.training_pipeline import PipelineDefaults
 
         return PipelineDefaults() if self.profile is None else self.profile.pipeline_defaults()
 
@@ -167,7 +167,7 @@ class Binding:
         if self.runner == "local":
             return PortsideOperator(
                 task_id=task_id,
-                argv=[sys.executable, "-m", "components", *arguments],
+                argv=[sys.executable, "-m", "portside.components", *arguments],
                 cwd=self.project_dir,
                 on_gate_failed=spec.on_gate_failed,
                 outputs=dict(outputs),
@@ -175,11 +175,11 @@ class Binding:
                 **operator_kwargs,
             )
         if self.runner == "kubernetes":
-            from pipelines.airflow_kubernetes import kubernetes_operator
+            from portside.pipelines.airflow_kubernetes import kubernetes_operator
 
             return kubernetes_operator(
                 task_id,
-                ["python", "-m", "components"],
+                ["python", "-m", "portside.components"],
                 arguments,
                 on_gate_failed=spec.on_gate_failed,
                 profile=self.profile,
@@ -199,7 +199,7 @@ class Binding:
         if not argv or argv[0] != "portside":
             raise ConfigurationError(f"{task_id}: a command task runs `portside ...`, got {argv!r}")
         if self.runner == "kubernetes":
-            from pipelines.airflow_kubernetes import kubernetes_operator
+            from portside.pipelines.airflow_kubernetes import kubernetes_operator
 
             return kubernetes_operator(
                 task_id,
@@ -211,7 +211,7 @@ class Binding:
             )
         return PortsideOperator(
             task_id=task_id,
-            argv=[sys.executable, "-m", "pipelines.cli", *argv[1:]],
+            argv=[sys.executable, "-m", "portside.pipelines.cli", *argv[1:]],
             cwd=self.project_dir,
             on_gate_failed="fail",
             **operator_kwargs,
@@ -227,7 +227,7 @@ class Binding:
                 f"{task_id}: a Vertex AI pipeline task needs {RUNNER_VARIABLE}=vertex "
                 f"(the runner is {self.runner})"
             )
-        from pipelines.airflow_vertex import VertexPipelineOperator
+        from portside.pipelines.airflow_vertex import VertexPipelineOperator
 
         return VertexPipelineOperator(
             task_id=task_id, parameter_values=parameter_values, **operator_kwargs

@@ -1,6 +1,6 @@
 """The Airflow binding's `kubernetes` runner: every component task is a pod of the project image.
 
-The pod runs the same entrypoint and arguments as the `local` runner (`python -m components
+The pod runs the same entrypoint and arguments as the `local` runner (`python -m portside.components
 <name> ...`, or `portside ...` for materialization) in the versioned component image (the
 profile's `image.name`, else `components.image.component_image()`), with the profile's Feast
 environment, as the profile's Kubernetes service account, in its namespace.
@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from components.lineage import RUN_MANIFEST_FILE
+from portside.components.lineage import RUN_MANIFEST_FILE
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.sdk import Context
 
-    from pipelines.airflow_binding import Report
-    from pipelines.profile import Profile
+    from portside.pipelines.airflow_binding import Report
+    from portside.pipelines.profile import Profile
 
 ARTIFACTS_VOLUME = "portside-artifacts"
 GCS_FUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
@@ -142,7 +142,7 @@ class PortsidePodOperator(BaseOperator):
         return k8s.V1Volume(name=ARTIFACTS_VOLUME, csi=csi), {"gke-gcsfuse/volumes": "true"}
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from pipelines.airflow_binding import RESULT_KEY, raise_for_exit, task_result
+        from portside.pipelines.airflow_binding import RESULT_KEY, raise_for_exit, task_result
 
         self._pod = self.pod_operator()
         try:
@@ -165,7 +165,7 @@ class PortsidePodOperator(BaseOperator):
 
 
 def _links(outputs: dict[str, str], reports: tuple[Report, ...]) -> tuple[Any, ...]:
-    from pipelines.airflow_binding import ArtifactLink
+    from portside.pipelines.airflow_binding import ArtifactLink
 
     links = [ArtifactLink(r.label, r.output, r.pattern) for r in reports]
     if outputs:
@@ -195,11 +195,12 @@ def kubernetes_operator(
     profile: Profile | None = None,
     **operator_kwargs: Any,
 ) -> PortsidePodOperator:
-    """The task `task_id` as a pod running `cmds arguments` (in-image: `python -m components
-    NAME ...` or `portside ...`); settings from `profile` (default: the one PORTSIDE_PROFILE
-    names, loaded now: a bad profile is an import error of the DAG file naming the field)."""
+    """The task `task_id` as a pod running `cmds arguments` (in-image: `python -m
+    portside.components NAME ...` or `portside ...`); settings from `profile` (default: the one
+    PORTSIDE_PROFILE names, loaded now: a bad profile is an import error of the DAG file naming
+    the field)."""
     if profile is None:
-        from pipelines.profile import load_profile, profile_path
+        from portside.pipelines.profile import load_profile, profile_path
 
         profile = load_profile(profile_path())
     kube = profile.kubernetes

@@ -317,7 +317,7 @@ def _wait_until_healthy(standalone: subprocess.Popen, settings: StandaloneSettin
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.airflow_standalone", description=__doc__.splitlines()[0]
+        prog="python -m portside.pipelines.airflow_standalone", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="UI/API port (8080)")
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="AIRFLOW_HOME")

@@ -100,9 +100,9 @@ class VertexPipelineOperator(BaseOperator):
     def execute(self, context: Context) -> None:
         import tempfile
 
-        from pipelines.compile import compile_pipeline, parameter_definitions
-        from pipelines.profile import load_profile, profile_path
-        from pipelines.vertex import submit
+        from portside.pipelines.compile import compile_pipeline, parameter_definitions
+        from portside.pipelines.profile import load_profile, profile_path
+        from portside.pipelines.vertex import submit
 
         profile = load_profile(self.profile or profile_path())
         target = profile.vertex_target(labels={**profile.vertex.labels, **self.labels})
@@ -136,7 +136,7 @@ class VertexPipelineOperator(BaseOperator):
 
 def typed_parameters(values: dict[str, Any], definitions: dict[str, dict[str, Any]]) -> dict:
     """Rendered values typed as `portside submit --param NAME=VALUE` types them."""
-    from pipelines.pipeline_commands import coerce_parameters
+    from portside.pipelines.pipeline_commands import coerce_parameters
 
     pairs = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items()]
     return coerce_parameters(pairs, definitions)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.errors import ConfigurationError
-from pipelines.kfp_import import import_kfp
-from pipelines.profile import Profile
+from portside.components.errors import ConfigurationError
+from portside.pipelines.kfp_import import import_kfp
+from portside.pipelines.profile import Profile
 
 import_kfp()  # before kfp.dsl: the step's annotations need its types at definition time
 from kfp.dsl import Artifact, Output  # noqa: E402
@@ -83,7 +83,7 @@ def vertex_batch_predict(
     """Score the instances with a model version as a Vertex AI batch prediction job."""
     import json
 
-    from components.batch_predict.vertex import VertexBatchJob, run_batch_job
+    from portside.components.batch_predict.vertex import VertexBatchJob, run_batch_job
 
     done = run_batch_job(
         VertexBatchJob(
@@ -116,7 +116,7 @@ def create_batch_pipeline(target: BatchTarget, image: str | None = None) -> Any:
     import_kfp()
     from kfp import dsl
 
-    from components.image import component_image
+    from portside.components.image import component_image
 
     step = dsl.component(
         vertex_batch_predict, base_image=image or component_image(), install_kfp_package=False

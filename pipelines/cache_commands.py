@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.__main__ import DEFAULT_CACHE_DIR
-from components.errors import ConfigurationError
-from components.lineage import RUN_MANIFEST_FILE
-from components.runtime import ENTRY_NAME, discard_entry
+from portside.components.__main__ import DEFAULT_CACHE_DIR
+from portside.components.errors import ConfigurationError
+from portside.components.lineage import RUN_MANIFEST_FILE
+from portside.components.runtime import ENTRY_NAME, discard_entry
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}

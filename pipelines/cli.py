@@ -9,15 +9,15 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from components.errors import ConfigurationError, PortsideError
-from pipelines.cache_commands import add_cache_commands
-from pipelines.deploy_commands import add_deploy_commands
-from pipelines.expectation_commands import add_expectation_commands
-from pipelines.monitor_commands import add_monitor_commands
-from pipelines.pipeline_commands import add_pipeline_commands
-from pipelines.progress import Ticker, is_terminal
-from pipelines.serving_commands import add_serving_commands
-from pipelines.times import parse_timestamp, today_utc
+from portside.components.errors import ConfigurationError, PortsideError
+from portside.pipelines.cache_commands import add_cache_commands
+from portside.pipelines.deploy_commands import add_deploy_commands
+from portside.pipelines.expectation_commands import add_expectation_commands
+from portside.pipelines.monitor_commands import add_monitor_commands
+from portside.pipelines.pipeline_commands import add_pipeline_commands
+from portside.pipelines.progress import Ticker, is_terminal
+from portside.pipelines.serving_commands import add_serving_commands
+from portside.pipelines.times import parse_timestamp, today_utc
 
 DEFAULT_REPO = "feature_repo"
 
@@ -35,7 +35,7 @@ def _long_step(label: str, quiet: bool) -> tuple[bool, contextlib.AbstractContex
 def _data_generate(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from synthetic_data import DriftScenario, SyntheticDataConfig, generate
+    from portside.synthetic_data import DriftScenario, SyntheticDataConfig, generate
 
     end = args.end or today_utc()
     drift = DriftScenario(start=end - timedelta(days=args.drift_days)) if args.drift_days else None
@@ -63,7 +63,7 @@ def _data_generate(args: argparse.Namespace) -> int:
 
 
 def _features_apply(args: argparse.Namespace) -> int:
-    from pipelines.feast_apply import apply_repo
+    from portside.pipelines.feast_apply import apply_repo
 
     changes = apply_repo(args.repo, skip_source_validation=args.skip_source_validation)
     if args.verbose:
@@ -74,7 +74,7 @@ def _features_apply(args: argparse.Namespace) -> int:
 
 
 def _features_materialize(args: argparse.Namespace) -> int:
-    from components.features.materialize import materialize, materialize_incremental
+    from portside.components.features.materialize import materialize, materialize_incremental
 
     views = args.views.split(",") if args.views else None
     end = args.end or datetime.now(timezone.utc)
@@ -95,7 +95,7 @@ def _features_materialize(args: argparse.Namespace) -> int:
 
 
 def _features_lookup(args: argparse.Namespace) -> int:
-    from components.features.online import lookup
+    from portside.components.features.online import lookup
 
     rows = [
         {"user_id": user, "amount": args.amount, "merchant_category": args.merchant_category}
@@ -107,7 +107,7 @@ def _features_lookup(args: argparse.Namespace) -> int:
 
 
 def _models_list(args: argparse.Namespace) -> int:
-    from components.push.registry import HASH_TAG, Registry, is_complete
+    from portside.components.push.registry import HASH_TAG, Registry, is_complete
 
     registry = Registry(args.tracking_uri, args.model_name)
     versions = registry.versions()
@@ -130,7 +130,7 @@ def _models_list(args: argparse.Namespace) -> int:
 
 
 def _models_promote(args: argparse.Namespace) -> int:
-    from components.push.registry import Registry
+    from portside.components.push.registry import Registry
 
     previous = Registry(args.tracking_uri, args.model_name).promote(args.version)
     if previous == args.version:
@@ -141,7 +141,7 @@ def _models_promote(args: argparse.Namespace) -> int:
 
 
 def _models_rollback(args: argparse.Namespace) -> int:
-    from components.push.registry import Registry
+    from portside.components.push.registry import Registry
 
     current, previous = Registry(args.tracking_uri, args.model_name).rollback()
     print(f"{args.model_name}: champion rolled back v{current} -> v{previous}")

@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.errors import ConfigurationError
-from pipelines.kfp_import import import_kfp
+from portside.components.errors import ConfigurationError
+from portside.pipelines.kfp_import import import_kfp
 
 if TYPE_CHECKING:
-    from pipelines.profile import Profile
-    from pipelines.training_pipeline import VertexTraining
+    from portside.pipelines.profile import Profile
+    from portside.pipelines.training_pipeline import VertexTraining
 
 
 def compile_pipeline(
@@ -25,7 +25,7 @@ def compile_pipeline(
     import_kfp()
     from kfp import compiler
 
-    from pipelines.training_pipeline import create_pipeline
+    from portside.pipelines.training_pipeline import create_pipeline
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

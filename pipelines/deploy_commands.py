@@ -7,14 +7,14 @@ import argparse
 import json
 from typing import Any
 
-from components.errors import ConfigurationError
-from pipelines.profile_args import add_profile_arguments, profile_from_args
+from portside.components.errors import ConfigurationError
+from portside.pipelines.profile_args import add_profile_arguments, profile_from_args
 
 KSERVE_HINT = "KServe: kubectl apply -f deploy/k8s/base/inferenceservice.yaml"
 
 
 def _rollout(args: argparse.Namespace, model_name: str) -> Any:
-    from pipelines.vertex_deploy import Rollout
+    from portside.pipelines.vertex_deploy import Rollout
 
     return Rollout(
         endpoint=args.endpoint or model_name,
@@ -40,7 +40,7 @@ def _deploy_profile(args: argparse.Namespace) -> Any:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from pipelines import vertex_deploy
+    from portside.pipelines import vertex_deploy
 
     if not args.vertex:
         raise ConfigurationError(
@@ -65,7 +65,7 @@ def _deploy(args: argparse.Namespace) -> int:
 def _preview(profile: Any, rollout: Any) -> dict[str, Any]:
     """What would be sent; nothing is read, so the champion and the endpoint's current split
     are named, not looked up."""
-    from pipelines.vertex_deploy import deploy_arguments, upload_arguments
+    from portside.pipelines.vertex_deploy import deploy_arguments, upload_arguments
 
     vertex = profile.vertex
     return {
@@ -85,8 +85,8 @@ def add_deploy_commands(commands: argparse._SubParsersAction) -> None:
     dep = commands.add_parser(
         "deploy",
         help="deploy the prediction server to a Vertex AI endpoint (canary traffic split)",
-        description=f"Upload the server (component image, `python -m components serve`) as a "
-        f"new model version and deploy it beside the current one(s). {KSERVE_HINT}",
+        description="Upload the server (component image, `python -m portside.components serve`) "
+        f"as a new model version and deploy it beside the current one(s). {KSERVE_HINT}",
     )
     dep.add_argument("--vertex", action="store_true", help="deploy to Vertex AI (required)")
     add_profile_arguments(dep)

@@ -13,7 +13,7 @@
    moves the champion only if it is blessed.
 
 Every step is the CLI a user would type, run in the workspace; nothing here is a second copy of
-their logic. `python -m pipelines.drift_demo [--transactions N]`.
+their logic. `python -m portside.pipelines.drift_demo [--transactions N]`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from pipelines.times import today_utc
+from portside.pipelines.times import today_utc
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 WORKSPACE = REPOSITORY / "data" / "drift_demo"
@@ -62,7 +62,9 @@ def _latest_validation() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.drift_demo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m portside.pipelines.drift_demo", description=__doc__
+    )
     parser.add_argument("--transactions", type=int, default=100_000)
     args = parser.parse_args(argv)
 

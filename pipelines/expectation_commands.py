@@ -7,11 +7,11 @@ import argparse
 import json
 from pathlib import Path
 
-from components.validate.propose import ProposalSettings
+from portside.components.validate.propose import ProposalSettings
 
 
 def _propose(args: argparse.Namespace) -> int:
-    from components.validate.propose import format_suite, is_proposed, propose
+    from portside.components.validate.propose import format_suite, is_proposed, propose
 
     settings = ProposalSettings(
         quantiles=tuple(args.quantiles),
@@ -41,7 +41,7 @@ def _propose(args: argparse.Namespace) -> int:
 def _proposed(path: Path) -> list[dict]:
     """The proposed expectations a suite file holds now (none if it is absent or unreadable:
     the proposal then counts as all new)."""
-    from components.validate.propose import is_proposed
+    from portside.components.validate.propose import is_proposed
 
     try:
         return [e for e in json.loads(path.read_text())["expectations"] if is_proposed(e)]

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.errors import ConfigurationError
+from portside.components.errors import ConfigurationError
 
 TRANSITIONS = ("created", "updated", "deleted")
 

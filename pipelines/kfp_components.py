@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from components.image import component_image
-from components.registry import component_names, get_spec
-from components.spec import ComponentSpec
-from pipelines.generated import define_function
-from pipelines.kfp_import import import_kfp
+from portside.components.image import component_image
+from portside.components.registry import component_names, get_spec
+from portside.components.spec import ComponentSpec
+from portside.pipelines.generated import define_function
+from portside.pipelines.kfp_import import import_kfp
 
 KFP_ARTIFACT_TYPES = {
     "dataset": "Dataset",
@@ -93,7 +93,7 @@ def component_source(spec: ComponentSpec) -> str:
     params = ", ".join(f"{p.name!r}: {p.name}" for p in spec.parameters)
     ui_args = ", ".join(f"{u.name!r}: {u.name}" for u in ui)
     body = (
-        f"    from pipelines.kfp_shim import run_task\n"
+        f"    from portside.pipelines.kfp_shim import run_task\n"
         f"    return run_task({spec.name!r}, {{{paths}}}, {{{params}}}, {{{ui_args}}}, "
         f"{CACHE_PARAMETER}, {{{uris}}})\n"
     )

@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from components.registry import get_spec
-from components.runtime import execute
+from portside.components.registry import get_spec
+from portside.components.runtime import execute
 
 
 def run_task(
@@ -52,7 +52,7 @@ def with_artifact_uris(
     name: str, parameters: dict[str, Any], uris: dict[str, str]
 ) -> dict[str, Any]:
     """Fill the empty parameters that default to an input artifact's URI (ARTIFACT_URI_DEFAULTS)."""
-    from pipelines.kfp_components import ARTIFACT_URI_DEFAULTS
+    from portside.pipelines.kfp_components import ARTIFACT_URI_DEFAULTS
 
     filled = dict(parameters)
     for default in ARTIFACT_URI_DEFAULTS.get(name, ()):
@@ -63,7 +63,7 @@ def with_artifact_uris(
 
 
 def _publish(output_name: str, artifact: Any, paths: dict[str, str]) -> None:
-    from pipelines.kfp_components import UI_OUTPUTS
+    from portside.pipelines.kfp_components import UI_OUTPUTS
 
     ui = next(u for outputs in UI_OUTPUTS.values() for u in outputs if u.name == output_name)
     folder = Path(paths[ui.source_output])

@@ -27,10 +27,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from components.errors import ConfigurationError
-from components.lineage import RUN_MANIFEST_FILE, code_version
-from pipelines.kfp_import import import_kfp
-from pipelines.warm_worker import Task, WarmWorker, WorkerUnavailable, parse_command
+from portside.components.errors import ConfigurationError
+from portside.components.lineage import RUN_MANIFEST_FILE, code_version
+from portside.pipelines.kfp_import import import_kfp
+from portside.pipelines.warm_worker import Task, WarmWorker, WorkerUnavailable, parse_command
 
 PIPELINE_RUN_FILE = "pipeline_run.json"
 LOGS_DIR = "logs"
@@ -94,7 +94,7 @@ def _run_pipeline(
     import_kfp()
     from kfp import local
 
-    from pipelines.training_pipeline import PIPELINE_NAME, create_pipeline
+    from portside.pipelines.training_pipeline import PIPELINE_NAME, create_pipeline
 
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -236,7 +236,7 @@ class TaskRunner:
         """No task ran yet, or the last one was a cache hit (it imported no heavy library):
         the next then likely needs none either. Its own time cannot tell: a warm task is
         short because the worker had imported what it needed."""
-        from pipelines.kfp_shim import reports_cache_hit
+        from portside.pipelines.kfp_shim import reports_cache_hit
 
         if not self.processes:
             return True

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.errors import ConfigurationError
+from portside.components.errors import ConfigurationError
 
 POLL_S = 0.5
 

@@ -21,7 +21,7 @@ import argparse
 import time
 from pathlib import Path
 
-from components.errors import ConfigurationError
+from portside.components.errors import ConfigurationError
 
 DEFAULT_OUT = "data/monitoring"
 
@@ -35,9 +35,9 @@ def monitor_window(
     settings: dict[str, object] | None = None,
 ) -> dict:
     """features over the window, then monitor; returns the verdict (verdict.json's content)."""
-    from components.registry import get_spec
-    from components.runtime import execute
-    from pipelines.training_pipeline import PipelineDefaults
+    from portside.components.registry import get_spec
+    from portside.components.runtime import execute
+    from portside.pipelines.training_pipeline import PipelineDefaults
 
     if not entity_rows.is_file():
         raise ConfigurationError(f"{entity_rows}: entity rows not found")
@@ -63,9 +63,9 @@ def monitor_window(
 def _run_monitor(baseline: Path, window: Path, out: Path, arguments: dict[str, object]) -> dict:
     """The monitor component on `window` into out/monitoring, named by the profile's model;
     its verdict (verdict.json's content)."""
-    from components.registry import get_spec
-    from components.runtime import execute
-    from pipelines.training_pipeline import PipelineDefaults
+    from portside.components.registry import get_spec
+    from portside.components.runtime import execute
+    from portside.pipelines.training_pipeline import PipelineDefaults
 
     manifest = execute(
         get_spec("monitor"),
@@ -82,8 +82,8 @@ def _run_monitor(baseline: Path, window: Path, out: Path, arguments: dict[str, o
 
 def _settings(pairs: list[str]) -> dict[str, object]:
     """`--param` pairs typed as the monitor's spec declares them."""
-    from components.registry import get_spec
-    from pipelines.pipeline_commands import named_pairs
+    from portside.components.registry import get_spec
+    from portside.pipelines.pipeline_commands import named_pairs
 
     declared = {p.name: p for p in get_spec("monitor").parameters}
     settings: dict[str, object] = {}
@@ -106,7 +106,7 @@ def monitor_prediction_log(
     settings: dict[str, object] | None = None,
 ) -> dict:
     """monitor on the serving prediction log; returns the verdict (verdict.json's content)."""
-    from pipelines.training_pipeline import PipelineDefaults
+    from portside.pipelines.training_pipeline import PipelineDefaults
 
     if not prediction_log.is_dir():
         raise ConfigurationError(f"{prediction_log}: no prediction log folder")

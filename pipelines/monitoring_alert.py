@@ -25,7 +25,7 @@ from typing import Any
 
 from airflow.sdk.bases.notifier import BaseNotifier
 
-from pipelines.drift_alarm import ALARMING_VERDICTS
+from portside.pipelines.drift_alarm import ALARMING_VERDICTS
 
 log = logging.getLogger("portside.alerts")
 TIMEOUT_S = 10.0

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.errors import ConfigurationError
-from components.lineage import RUN_MANIFEST_FILE
-from components.registry import PIPELINE_ORDER
-from pipelines.profile_args import add_profile_arguments, profile_from_args
-from pipelines.progress import Ticker
-from pipelines.times import today_utc
+from portside.components.errors import ConfigurationError
+from portside.components.lineage import RUN_MANIFEST_FILE
+from portside.components.registry import PIPELINE_ORDER
+from portside.pipelines.profile_args import add_profile_arguments, profile_from_args
+from portside.pipelines.progress import Ticker
+from portside.pipelines.times import today_utc
 
 DEFAULT_IR = "training.yaml"
 
@@ -80,7 +80,7 @@ def _pipeline_parameters(
 def _vertex_training(args: argparse.Namespace) -> Any:
     if not args.train_machine_type:
         return None
-    from pipelines.training_pipeline import VertexTraining
+    from portside.pipelines.training_pipeline import VertexTraining
 
     return VertexTraining(
         machine_type=args.train_machine_type,
@@ -98,7 +98,7 @@ def _add_scale_out(parser: argparse.ArgumentParser) -> None:
 
 def _compile(args: argparse.Namespace) -> int:
     if args.tfx:
-        from pipelines.tfx_commands import compile_tfx
+        from portside.pipelines.tfx_commands import compile_tfx
 
         if args.batch or args.train_machine_type:
             raise ConfigurationError("--tfx compiles the TFX training pipeline only")
@@ -109,14 +109,14 @@ def _compile(args: argparse.Namespace) -> int:
             )
         return compile_tfx(args)
     if args.batch:  # the batch scoring pipeline: one Vertex AI batch prediction job
-        from pipelines.batch_pipeline import DEFAULT_IR as BATCH_IR
-        from pipelines.batch_pipeline import compile_batch_pipeline
+        from portside.pipelines.batch_pipeline import DEFAULT_IR as BATCH_IR
+        from portside.pipelines.batch_pipeline import compile_batch_pipeline
 
         if args.train_machine_type:
             raise ConfigurationError("--batch has no train step: drop --train-machine-type")
         print(f"wrote {compile_batch_pipeline(args.output or BATCH_IR, profile_from_args(args))}")
         return 0
-    from pipelines.compile import compile_pipeline
+    from portside.pipelines.compile import compile_pipeline
 
     output = args.output or DEFAULT_IR
     path = compile_pipeline(output, profile_from_args(args), vertex_training=_vertex_training(args))
@@ -126,7 +126,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.tfx:
-        from pipelines.tfx_commands import run_tfx
+        from portside.pipelines.tfx_commands import run_tfx
 
         return run_tfx(args)
     if not args.local:
@@ -136,10 +136,14 @@ def _run(args: argparse.Namespace) -> int:
             "deploy/profiles/production.yaml --entity-rows gs://BUCKET/rows.parquet` "
             "(or `portside schedule` for a cron schedule)"
         )
-    from components.common.tracking import resolve_tracking_uri
-    from pipelines.local_run import PIPELINE_RUN_FILE, pipeline_parameter_definitions, run_local
-    from pipelines.run_report import render
-    from pipelines.training_pipeline import create_pipeline
+    from portside.components.common.tracking import resolve_tracking_uri
+    from portside.pipelines.local_run import (
+        PIPELINE_RUN_FILE,
+        pipeline_parameter_definitions,
+        run_local,
+    )
+    from portside.pipelines.run_report import render
+    from portside.pipelines.training_pipeline import create_pipeline
 
     entity_rows = Path(args.entity_rows)
     if not entity_rows.is_file():
@@ -206,7 +210,7 @@ class RunningStep:
 
 def _target(args: argparse.Namespace, profile: Any) -> Any:
     """The profile's Vertex AI settings; flags given on the command line win."""
-    from pipelines.vertex import VertexTarget, parse_labels
+    from portside.pipelines.vertex import VertexTarget, parse_labels
 
     vertex = profile.vertex
     return VertexTarget(
@@ -226,7 +230,7 @@ def _target(args: argparse.Namespace, profile: Any) -> Any:
 
 
 def _template(args: argparse.Namespace, profile: Any) -> Path:
-    from pipelines.compile import compile_pipeline
+    from portside.pipelines.compile import compile_pipeline
 
     if args.template:
         return Path(args.template)
@@ -237,7 +241,7 @@ def _template(args: argparse.Namespace, profile: Any) -> Path:
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Path, dict[str, Any]]:
     """Target, template and typed parameters of a submit or schedule, checked."""
-    from pipelines.compile import parameter_definitions
+    from portside.pipelines.compile import parameter_definitions
 
     profile = profile_from_args(args)
     target = _target(args, profile)
@@ -247,7 +251,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Path, dict[str, Any]]:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from pipelines import vertex
+    from portside.pipelines import vertex
 
     target, template, parameters = _prepare(args)
     if args.dry_run:
@@ -265,7 +269,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from pipelines import vertex
+    from portside.pipelines import vertex
 
     target, template, parameters = _prepare(args)
     name = vertex.schedule(

@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
 )
 
-from components.errors import ConfigurationError
+from portside.components.errors import ConfigurationError
 
 ENV_PREFIX = "PORTSIDE_"
 PROFILE_VARIABLE = "PORTSIDE_PROFILE"  # the profile a DAG file loads (Airflow kubernetes/vertex)
@@ -261,13 +261,13 @@ class Profile(_Section):
 
     def image_name(self) -> str:
         """The component image: the profile's, else the versioned project image."""
-        from components.image import component_image
+        from portside.components.image import component_image
 
         return self.image.name or component_image()
 
     def vertex_target(self, **overrides: Any) -> Any:
         """The `vertex` section as a pipelines.vertex.VertexTarget; `overrides` win."""
-        from pipelines.vertex import VertexTarget
+        from portside.pipelines.vertex import VertexTarget
 
         vertex = self.vertex
         values = dict(
@@ -285,7 +285,7 @@ class Profile(_Section):
 
     def pipeline_defaults(self) -> Any:
         """The compiled pipeline's parameter defaults for this profile."""
-        from pipelines.training_pipeline import PipelineDefaults
+        from portside.pipelines.training_pipeline import PipelineDefaults
 
         return PipelineDefaults(
             feature_repo=self.image.feature_repo,
@@ -301,7 +301,7 @@ class Profile(_Section):
 
     def job_settings(self) -> Any:
         """Service account, network and key for jobs the pipeline itself creates."""
-        from pipelines.training_pipeline import JobSettings
+        from portside.pipelines.training_pipeline import JobSettings
 
         return JobSettings(
             service_account=self.vertex.service_account,

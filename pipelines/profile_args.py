@@ -8,7 +8,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipelines.profile import Profile
+    from portside.pipelines.profile import Profile
 
 
 def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,7 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
 
 def profile_from_args(args: argparse.Namespace) -> Profile:
     """The profile `--profile` names, with `--image` replacing its image when given."""
-    from pipelines.profile import load_profile
+    from portside.pipelines.profile import load_profile
 
     profile = load_profile(args.profile)
     if args.image:

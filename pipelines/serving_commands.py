@@ -17,16 +17,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from components.errors import ConfigurationError
-from components.push.champion import CHAMPION
+from portside.components.errors import ConfigurationError
+from portside.components.push.champion import CHAMPION
 
 SERVER_START_TIMEOUT_S = 180.0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from components.common.model_io import FeatureSpec, predict
-    from components.features.online import lookup
-    from components.push.registry import Registry
+    from portside.components.common.model_io import FeatureSpec, predict
+    from portside.components.features.online import lookup
+    from portside.components.push.registry import Registry
 
     registry = Registry(args.tracking_uri, args.model_name)
     champion = registry.champion()
@@ -56,7 +56,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from components.serve.cli import serve, settings_from_args
+    from portside.components.serve.cli import serve, settings_from_args
 
     if args.demo:
         return _serve_demo(args)
@@ -92,14 +92,14 @@ def _no_champion(status: int, body: bytes) -> str | None:
 
 
 def _serve_demo(args: argparse.Namespace) -> int:
-    """Start `python -m components serve` (what the image runs), ask it through both
+    """Start `python -m portside.components serve` (what the image runs), ask it through both
     protocols, print the answers, stop it with SIGTERM as Kubernetes would."""
-    from pipelines.local_server import LocalServer, free_port
+    from portside.pipelines.local_server import LocalServer, free_port
 
     port = free_port()
     log = Path("data") / "serve" / "demo_server.log"
     log.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "components", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "portside.components", "serve", "--port", str(port)]
     command += ["--feature-repo", args.feature_repo, "--model-name", args.model_name]
     command += ["--tracking-uri", args.tracking_uri, "--prediction-log", args.prediction_log]
     started = time.monotonic()
@@ -134,7 +134,7 @@ def _serve_demo(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     print(f"stopped the server (SIGTERM); its log: {log}")
-    from components.common.tracking import resolve_tracking_uri
+    from portside.components.common.tracking import resolve_tracking_uri
 
     example = json.dumps({"instances": rows[:1]})
     print("look further:")
@@ -145,7 +145,7 @@ def _serve_demo(args: argparse.Namespace) -> int:
 
 
 def add_serving_commands(commands: argparse._SubParsersAction) -> None:
-    from components.serve.cli import add_arguments
+    from portside.components.serve.cli import add_arguments
 
     server = commands.add_parser(
         "serve", help="serve the champion over HTTP (Vertex AI and Open Inference Protocol v2)"

@@ -16,7 +16,7 @@ import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from components.errors import ConfigurationError, PortsideError
+from portside.components.errors import ConfigurationError, PortsideError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Lines of the TFX log worth showing on the console: each Portside step's summary and the
@@ -39,8 +39,8 @@ def tfx_python() -> Path:
 def tfx_settings_arguments(pairs: list[str]) -> list[str]:
     """`--param NAME=VALUE` pairs as the TFX pipeline's flags, names checked here (the values
     are typed there)."""
-    from pipelines.pipeline_commands import named_pairs
-    from pipelines.tfx_pipeline import TfxPipelineSettings
+    from portside.pipelines.pipeline_commands import named_pairs
+    from portside.pipelines.tfx_pipeline import TfxPipelineSettings
 
     known = {f.name for f in fields(TfxPipelineSettings) if f.default is not MISSING}
     known -= {"metadata_path", "portside_cache_dir"}
@@ -52,10 +52,10 @@ def tfx_settings_arguments(pairs: list[str]) -> list[str]:
 
 def run_tfx(args: argparse.Namespace) -> int:
     """features here, then the TFX pipeline on LocalDagRunner in .venv-tfx."""
-    from components.registry import get_spec
-    from components.runtime import execute
-    from pipelines.times import today_utc
-    from pipelines.training_pipeline import PipelineDefaults
+    from portside.components.registry import get_spec
+    from portside.components.runtime import execute
+    from portside.pipelines.times import today_utc
+    from portside.pipelines.training_pipeline import PipelineDefaults
 
     python = tfx_python()
     entity_rows = Path(args.entity_rows)
@@ -91,7 +91,7 @@ def run_tfx(args: argparse.Namespace) -> int:
     command = [
         str(python),
         "-m",
-        "pipelines.tfx_pipeline",
+        "portside.pipelines.tfx_pipeline",
         "run",
         "--training-set-uri",
         str(training_set),
@@ -139,8 +139,8 @@ def _print_failure(log: Path) -> None:
 def compile_tfx(args: argparse.Namespace) -> int:
     """The TFX pipeline compiled for Vertex AI (KubeflowV2), in .venv-tfx, with the profile's
     pipeline defaults for every setting the two pipelines share."""
-    from pipelines.profile_args import profile_from_args
-    from pipelines.tfx_pipeline import TfxPipelineSettings
+    from portside.pipelines.profile_args import profile_from_args
+    from portside.pipelines.tfx_pipeline import TfxPipelineSettings
 
     profile = profile_from_args(args)
     defaults = profile.pipeline_defaults()
@@ -152,7 +152,7 @@ def compile_tfx(args: argparse.Namespace) -> int:
     command = [
         str(tfx_python()),
         "-m",
-        "pipelines.tfx_pipeline",
+        "portside.pipelines.tfx_pipeline",
         "compile",
         "--output",
         str(output),

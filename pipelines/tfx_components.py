@@ -30,10 +30,10 @@ Python and is tested in the main one too.
 import functools
 from typing import Any
 
-from components.registry import get_spec
-from components.spec import ComponentSpec
-from pipelines.generated import define_function
-from pipelines.kfp_components import CACHE_PARAMETER
+from portside.components.registry import get_spec
+from portside.components.spec import ComponentSpec
+from portside.pipelines.generated import define_function
+from portside.pipelines.kfp_components import CACHE_PARAMETER
 
 # The components of the training pipeline after `features`, which cannot run here (Feast).
 TFX_COMPONENTS = ("validate", "train", "evaluate", "push")
@@ -77,7 +77,7 @@ def component_source(spec: ComponentSpec) -> str:
     return (
         f"def {component_name(spec.name)}({', '.join(signature)}) -> None:\n"
         f'    """{doc}"""\n'
-        f"    from pipelines.tfx_shim import run_tfx_task\n"
+        f"    from portside.pipelines.tfx_shim import run_tfx_task\n"
         f"    run_tfx_task({spec.name!r}, {{{artifacts}}}, {{{params}}}, {CACHE_PARAMETER})\n"
     )
 
@@ -151,7 +151,7 @@ def _training_set_example_gen(tfx: Any) -> Any:
         examples: OutputArtifact[standard_artifacts.Examples],
     ) -> None:
         """Import the training set the features component wrote (a folder, local or gs://)."""
-        from pipelines.tfx_shim import import_training_set
+        from portside.pipelines.tfx_shim import import_training_set
 
         import_training_set(training_set_uri, examples)
 

@@ -11,7 +11,7 @@ schema, imported with ImportSchemaGen, makes it a check of its own.) Portside's
 blessing (overall metrics, explicit margin against the champion) decides the push, not TFX's
 per-slice change thresholds.
 
-Runs in the TFX environment: `python -m pipelines.tfx_pipeline run|compile ...`, which
+Runs in the TFX environment: `python -m portside.pipelines.tfx_pipeline run|compile ...`, which
 `portside run --tfx` and `portside compile --tfx` start in .venv-tfx.
 """
 
@@ -24,15 +24,15 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from components.image import tfx_image
-from pipelines.training_pipeline import PipelineDefaults
+from portside.components.image import tfx_image
+from portside.pipelines.training_pipeline import PipelineDefaults
 
 PIPELINE_NAME = "portside-training-tfx"
 
 
 def spec_default(component: str, parameter: str) -> Any:
     """A parameter's default as the component's spec declares it (one place for it)."""
-    from components.registry import get_spec
+    from portside.components.registry import get_spec
 
     return next(p.default for p in get_spec(component).parameters if p.name == parameter)
 
@@ -68,7 +68,7 @@ def create_pipeline(settings: TfxPipelineSettings) -> Any:
     """The tfx.dsl.Pipeline; the same object LocalDagRunner runs and KubeflowV2 compiles."""
     from tfx import v1 as tfx
 
-    from pipelines.tfx_components import tfx_components
+    from portside.pipelines.tfx_components import tfx_components
 
     steps = tfx_components()
     cache = {"portside_cache_dir": settings.portside_cache_dir}
@@ -202,7 +202,7 @@ def _plain(value: Any) -> Any:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.tfx_pipeline")
+    parser = argparse.ArgumentParser(prog="python -m portside.pipelines.tfx_pipeline")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run on LocalDagRunner with SQLite ML Metadata")
     comp = sub.add_parser("compile", help="compile for Vertex AI (KubeflowV2DagRunner)")

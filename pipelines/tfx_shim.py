@@ -11,11 +11,11 @@ import json
 import os
 from typing import Any
 
-from components.common.artifacts import MANIFEST_FILE, TRAINING_SET_FILE
-from components.errors import GateFailed, InputDataError
-from components.registry import get_spec
-from components.runtime import execute
-from pipelines.kfp_shim import summary_line, with_artifact_uris
+from portside.components.common.artifacts import MANIFEST_FILE, TRAINING_SET_FILE
+from portside.components.errors import GateFailed, InputDataError
+from portside.components.registry import get_spec
+from portside.components.runtime import execute
+from portside.pipelines.kfp_shim import summary_line, with_artifact_uris
 
 # TFX's own Evaluator leaves one of these files in a ModelBlessing; Pusher reads the property.
 BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
@@ -28,7 +28,7 @@ def run_tfx_task(
     for a component whose gate only skips it (push of an unblessed model), is recorded in its
     output (`pushed` = 0)."""
     spec = get_spec(name)
-    from pipelines.tfx_components import TFX_ARTIFACT_TYPES, TRAINING_SET_DIR
+    from portside.pipelines.tfx_components import TFX_ARTIFACT_TYPES, TRAINING_SET_DIR
 
     uris = {key: artifact.uri for key, artifact in artifacts.items()}
     paths = {key: local_path(uri) for key, uri in uris.items()}
@@ -83,7 +83,7 @@ def import_training_set(training_set_uri: str, examples: Any) -> None:
     from tfx.dsl.io import fileio
     from tfx.proto import example_gen_pb2
 
-    from pipelines.tfx_components import EXAMPLES_SPLIT, TRAINING_SET_DIR
+    from portside.pipelines.tfx_components import EXAMPLES_SPLIT, TRAINING_SET_DIR
 
     training_set_dir = os.path.join(examples.uri, TRAINING_SET_DIR)
     fileio.makedirs(training_set_dir)

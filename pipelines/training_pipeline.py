@@ -9,8 +9,8 @@ defaults and job settings) and by the local run (embedded defaults).
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.errors import ConfigurationError
-from pipelines.kfp_import import import_kfp
+from portside.components.errors import ConfigurationError
+from portside.pipelines.kfp_import import import_kfp
 
 PIPELINE_NAME = "portside-training"
 
@@ -107,7 +107,7 @@ def create_pipeline(
     import_kfp()
     from kfp import dsl
 
-    from pipelines.kfp_components import kfp_components
+    from portside.pipelines.kfp_components import kfp_components
 
     d = defaults or PipelineDefaults()
     jobs = jobs or JobSettings()

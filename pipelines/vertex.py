@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.errors import ConfigurationError, PortsideError
+from portside.components.errors import ConfigurationError, PortsideError
 
 REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 SERVICE_ACCOUNT = re.compile(r"^[a-z0-9-]+@[a-z0-9-]+\.iam\.gserviceaccount\.com$")
@@ -134,8 +134,8 @@ def build_job(
 
 def check_template_registry(template_path: str | Path, parameter_values: dict[str, Any]) -> None:
     """Refuse a job whose pipeline would push to a registry inside a task's container."""
-    from pipelines.compile import parameter_definitions
-    from pipelines.profile import check_shared_registry
+    from portside.pipelines.compile import parameter_definitions
+    from portside.pipelines.profile import check_shared_registry
 
     definitions = parameter_definitions(template_path)
     if "tracking_uri" not in definitions:  # logs and publishes nowhere (batch scoring)

@@ -1,4 +1,4 @@
-"""`portside deploy --vertex`: the prediction server (`python -m components serve` in the
+"""`portside deploy --vertex`: the prediction server (`python -m portside.components serve` in the
 component image) on a Vertex AI endpoint, as a new version beside the one(s) serving now.
 
 The server follows the registry's champion alias (hot reload), so what a deployment rolls out
@@ -15,15 +15,19 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from components.errors import ConfigurationError
-from components.serve.settings import DEFAULT_HEALTH_ROUTE, DEFAULT_PORT, DEFAULT_PREDICT_ROUTE
-from pipelines.vertex import init_client, service_errors
+from portside.components.errors import ConfigurationError
+from portside.components.serve.settings import (
+    DEFAULT_HEALTH_ROUTE,
+    DEFAULT_PORT,
+    DEFAULT_PREDICT_ROUTE,
+)
+from portside.pipelines.vertex import init_client, service_errors
 
 if TYPE_CHECKING:
-    from components.push.champion import ChampionRef
-    from pipelines.profile import Profile
+    from portside.components.push.champion import ChampionRef
+    from portside.pipelines.profile import Profile
 
-SERVE_COMMAND = ["python", "-m", "components", "serve"]
+SERVE_COMMAND = ["python", "-m", "portside.components", "serve"]
 MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9-]+$")  # n1-standard-4, e2-highmem-8
 # Deploying as a service account needs actAs on it, beyond the Vertex AI role.
 FORBIDDEN_HINT = (
@@ -100,7 +104,7 @@ def upload_arguments(
 ) -> dict[str, Any]:
     """Model.upload's arguments: the server's image, command, flags, environment, port and
     routes. `champion` None (a dry run) leaves out what only the registry knows."""
-    from components.image import package_version
+    from portside.components.image import package_version
 
     labels = {**profile.vertex.labels, "portside_version": _label(package_version())}
     arguments: dict[str, Any] = {
@@ -182,7 +186,7 @@ def deploy(profile: Profile, rollout: Rollout, credentials: Any = None) -> Deplo
 def _champion(profile: Profile) -> ChampionRef:
     """The registry's champion: a server without one is never healthy, so the deployment
     would wait out Vertex AI's deployment timeout and fail."""
-    from components.push.champion import open_registry
+    from portside.components.push.champion import open_registry
 
     registry, vertex = profile.registry, profile.vertex
     with service_errors("read the champion", "check that the caller has roles/aiplatform.user"):
@@ -206,7 +210,7 @@ def _champion(profile: Profile) -> ChampionRef:
 def _lineage(profile: Profile, display_name: str) -> str | None:
     """The server's model (new versions go under it), found by display name as push finds
     the trained model's."""
-    from components.push.vertex import VertexRegistry
+    from portside.components.push.vertex import VertexRegistry
 
     vertex = profile.vertex
     found = VertexRegistry(vertex.project, vertex.region, vertex.api_endpoint or "", display_name)

@@ -5,7 +5,7 @@ It is example data, not pipeline code: the components never import it. `portside
 generate` writes it; the tests and benchmarks generate their inputs with it.
 """
 
-from synthetic_data.transactions import (
+from portside.synthetic_data.transactions import (
     DriftScenario,
     GeneratedData,
     SyntheticDataConfig,

@@ -33,7 +33,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipelines.airflow_standalone import PASSWORDS_FILE, health, is_healthy
+from portside.pipelines.airflow_standalone import PASSWORDS_FILE, health, is_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -171,7 +171,7 @@ def launcher_environment(overrides: Mapping[str, str] | None = None) -> dict[str
 
 @dataclass
 class Standalone:
-    """A running `python -m pipelines.airflow_standalone` (what `make airflow` runs)."""
+    """A running `python -m portside.pipelines.airflow_standalone` (what `make airflow` runs)."""
 
     launcher: subprocess.Popen
     home: Path
@@ -229,7 +229,7 @@ def start_standalone(
 ) -> Standalone:
     """Start the launcher with `--home HOME --port PORT ARGUMENTS...`, output to `log`, in
     `launcher_environment(env)`."""
-    command = [sys.executable, "-m", "pipelines.airflow_standalone", "--home", str(home)]
+    command = [sys.executable, "-m", "portside.pipelines.airflow_standalone", "--home", str(home)]
     command += ["--port", str(port), *arguments]
     with log.open("ab") as out:
         launcher = subprocess.Popen(

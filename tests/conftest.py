@@ -73,8 +73,9 @@ def run_command(
 
 
 def run_component(name: str, *args: str) -> subprocess.CompletedProcess:
-    """The container entrypoint, `python -m components <name> ...`, as every runtime starts it."""
-    return run_command([sys.executable, "-m", "components", name, *args])
+    """The container entrypoint, `python -m portside.components <name> ...`, as every runtime
+    starts it."""
+    return run_command([sys.executable, "-m", "portside.components", name, *args])
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -86,7 +87,7 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> st
 
 def make_workspace(root: Path, sources: Path | None = None) -> FeatureWorkspace:
     """Copy feature_repo/ under root; link (or generate) root/data/sources."""
-    from synthetic_data import SyntheticDataConfig, generate
+    from portside.synthetic_data import SyntheticDataConfig, generate
 
     shutil.copytree(ROOT / "feature_repo", root / "feature_repo")
     target = root / "data" / "sources"
@@ -148,7 +149,7 @@ def assert_same_values(left, right, columns: list[str]) -> None:
 @pytest.fixture(scope="session")
 def training_set(workspace: FeatureWorkspace, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The features component's output over the session's data (built once)."""
-    from components.features.run import run as build_training_set
+    from portside.components.features.run import run as build_training_set
 
     out = tmp_path_factory.mktemp("training_set")
     build_training_set(
@@ -195,7 +196,7 @@ def prediction_log_rows(training_set: Path, start, end, seed: int = 3):
 
 def write_prediction_log(log, folder: Path) -> Path:
     """The rows as the server's prediction log writes them (date-partitioned Parquet)."""
-    from components.serve.prediction_log import write_parquet
+    from portside.components.serve.prediction_log import write_parquet
 
     write_parquet(folder, log.to_dict("records"))
     return folder

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.local_server import free_port
+from portside.pipelines.local_server import free_port
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432

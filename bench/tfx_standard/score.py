@@ -26,7 +26,7 @@ SCORE_BATCH = 8192
 def test_window(training_set: str, split: str):
     import pandas as pd
 
-    from components.common.splits import SplitBoundaries
+    from portside.components.common.splits import SplitBoundaries
 
     boundaries = SplitBoundaries.load(Path(split).parent)
     frame = pd.read_parquet(training_set)
@@ -40,7 +40,7 @@ def score_standard(model_dir: str, schema_path: str, frame, label: str) -> np.nd
     from tensorflow_metadata.proto.v0 import schema_pb2
     from tfx_bsl.coders.example_coder import RecordBatchToExamples
 
-    from pipelines.tfx_shim import as_feature_list
+    from portside.pipelines.tfx_shim import as_feature_list
 
     schema = text_format.Parse(Path(schema_path).read_text(), schema_pb2.Schema())
     kinds = {
@@ -62,7 +62,7 @@ def score_standard(model_dir: str, schema_path: str, frame, label: str) -> np.nd
 
 
 def metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float | int]:
-    from components.evaluate.metrics import curve, pr_auc, roc_auc
+    from portside.components.evaluate.metrics import curve, pr_auc, roc_auc
 
     c = curve(labels, scores)
     return {
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    from components.common.model_io import predict
+    from portside.components.common.model_io import predict
 
     test = test_window(args.training_set, args.split)
     labels = test[args.label].to_numpy(dtype=np.int64)

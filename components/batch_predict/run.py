@@ -16,16 +16,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from components.common.artifacts import BATCH_METRICS_FILE, PREDICTIONS_FILE
-from components.errors import ConfigurationError
+from portside.components.common.artifacts import BATCH_METRICS_FILE, PREDICTIONS_FILE
+from portside.components.errors import ConfigurationError
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from components.common.model_io import FeatureSpec, ServingModel
-    from components.features.feast_repo import ResolvedService
+    from portside.components.common.model_io import FeatureSpec, ServingModel
+    from portside.components.features.feast_repo import ResolvedService
 
 MODEL_VERSION_COLUMN = "model_version"
 
@@ -95,9 +95,9 @@ def run(
     """Score every entity row with `model_name` at `model_version` (a number or "champion");
     write `predictions.parquet` and `metrics.json` into `predictions`. The feature service and
     timestamp column default to the model's own (its feature_spec.json)."""
-    from components.features.feast_repo import open_store, resolve_service
-    from components.features.run import choose_engine
-    from components.push.champion import identity, open_registry
+    from portside.components.features.feast_repo import open_store, resolve_service
+    from portside.components.features.run import choose_engine
+    from portside.components.push.champion import identity, open_registry
 
     started = time.perf_counter()
     if chunk_rows < 1:
@@ -160,8 +160,8 @@ def run(
 
 def _load_model(registry: object, model_version: str) -> tuple[str, str | None, ServingModel]:
     """The version's number, content hash and loaded model (loaded, its files can go)."""
-    from components.common.model_io import ServingModel
-    from components.push.champion import resolve_version
+    from portside.components.common.model_io import ServingModel
+    from portside.components.push.champion import resolve_version
 
     ref = resolve_version(registry, model_version)
     with tempfile.TemporaryDirectory(prefix="portside-batch-model-") as scratch:
@@ -170,7 +170,7 @@ def _load_model(registry: object, model_version: str) -> tuple[str, str | None, 
 
 def _connection(engine: str, chunk_rows: int) -> object:
     """One DuckDB connection for every chunk, sized for a chunk's join."""
-    from components.features.pit_join import join_connection
+    from portside.components.features.pit_join import join_connection
 
     return join_connection(chunk_rows) if engine == "duckdb" else None
 
@@ -204,8 +204,8 @@ def _open_entity_rows(
     path: Path, service: ResolvedService, timestamp: str, kept: list[str]
 ) -> pq.ParquetFile:
     """The entity rows file, opened (not read), its columns and row count checked."""
-    from components.features.entity_rows import open_entity_rows
-    from components.features.run import entity_row_columns
+    from portside.components.features.entity_rows import open_entity_rows
+    from portside.components.features.run import entity_row_columns
 
     required = [*entity_row_columns(service, timestamp), *kept]
     return open_entity_rows(path, required, "nothing to score")
@@ -229,7 +229,7 @@ class _Scorer:
         """The chunk's output rows, and per view the rows that found no history."""
         import pyarrow as pa
 
-        from components.features.run import join_features, prepare_entity_rows
+        from portside.components.features.run import join_features, prepare_entity_rows
 
         chunk = prepare_entity_rows(
             pa.Table.from_batches([batch]), self.service, self.timestamp, source
@@ -257,7 +257,7 @@ def _score_chunks(
     """Score each chunk and append it to `target`; the totals and rows without history."""
     import pyarrow.parquet as pq
 
-    from components.features.run import entity_row_columns
+    from portside.components.features.run import entity_row_columns
 
     entity = scorer.columns[:-2]
     read = [*dict.fromkeys([*entity_row_columns(scorer.service, scorer.timestamp), *entity])]

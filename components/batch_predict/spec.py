@@ -1,6 +1,6 @@
-from components.features.spec import FEATURE_REPO, JOIN_PARAMETERS
-from components.push.spec import REGISTRY_PARAMETERS
-from components.spec import Artifact, ComponentSpec, Parameter
+from portside.components.features.spec import FEATURE_REPO, JOIN_PARAMETERS
+from portside.components.push.spec import REGISTRY_PARAMETERS
+from portside.components.spec import Artifact, ComponentSpec, Parameter
 
 SPEC = ComponentSpec(
     name="batch_predict",
@@ -14,7 +14,7 @@ SPEC = ComponentSpec(
         "model_version, in input order. Memory is bounded by the chunk, not the file. Writes "
         "metrics.json (model version, feature service, rows, score summary)."
     ),
-    implementation="components.batch_predict.run:run",
+    implementation="portside.components.batch_predict.run:run",
     # The scores depend on a moving feature store and, for "champion", on a moving alias.
     cacheable=False,
     inputs=(Artifact("entity_rows", "dataset", "Parquet file of entity rows to score."),),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.errors import ConfigurationError
+from portside.components.errors import ConfigurationError
 
 INSTANCE_FORMATS = ("jsonl", "csv", "tf-record", "tf-record-gzip", "file-list")
 PREDICTION_FORMATS = ("jsonl", "csv")
@@ -93,8 +93,8 @@ def run_batch_job(job: VertexBatchJob) -> dict[str, Any]:
     predictions are. RuntimeError (from the client) when the job fails."""
     from google.cloud import aiplatform
 
-    from components.push.champion import resolve_version
-    from components.push.vertex import VertexRegistry
+    from portside.components.push.champion import resolve_version
+    from portside.components.push.vertex import VertexRegistry
 
     job.check()
     registry = VertexRegistry(job.project, job.location, job.api_endpoint, job.model_name)

@@ -22,7 +22,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from components.errors import InputDataError
+from portside.components.errors import InputDataError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from components.common.artifacts import FEATURE_SPEC_FILE, SAVED_MODEL_DIR, read_record
-from components.errors import InputDataError
+from portside.components.common.artifacts import FEATURE_SPEC_FILE, SAVED_MODEL_DIR, read_record
+from portside.components.errors import InputDataError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -10,7 +10,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from components.common.tracking import resolve_tracking_uri
+from portside.components.common.tracking import resolve_tracking_uri
 
 UNKNOWN = "unknown"
 

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from components.common.artifacts import SPLIT_FILE, read_record
-from components.errors import InputDataError
+from portside.components.common.artifacts import SPLIT_FILE, read_record
+from portside.components.errors import InputDataError
 
 if TYPE_CHECKING:
     import pandas as pd

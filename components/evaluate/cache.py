@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.common.registry_state import UNKNOWN, champion_version
+from portside.components.common.registry_state import UNKNOWN, champion_version
 
 
 def same_champion(parameters: dict[str, Any], result: dict[str, Any] | None) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from components.evaluate.metrics import Curve
+    from portside.components.evaluate.metrics import Curve
 
 # label -> curve; the candidate first, then the champion if there is one
 Curves = dict[str, "Curve"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.common.artifacts import (
+from portside.components.common.artifacts import (
     BLESSING_FILE,
     CALIBRATION_PLOT_FILE,
     EVALUATION_METRICS_FILE,
@@ -19,14 +19,14 @@ from components.common.artifacts import (
     read_labelled_training_set,
     validation_gate,
 )
-from components.errors import InputDataError
+from portside.components.errors import InputDataError
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from components.common.model_io import FeatureSpec
-    from components.push.champion import ChampionRegistry
+    from portside.components.common.model_io import FeatureSpec
+    from portside.components.push.champion import ChampionRegistry
 
 PASS, FAIL = "PASS", "FAIL"
 
@@ -61,9 +61,9 @@ def run(
 ) -> Evaluation:
     """Score the model (and the champion) on the test window, write metrics, plots and
     blessing.json into `evaluation`, log them to MLflow, and return the verdict."""
-    from components.common.model_io import FeatureSpec, predict
-    from components.lineage import content_hash
-    from components.push.champion import identity, open_registry
+    from portside.components.common.model_io import FeatureSpec, predict
+    from portside.components.lineage import content_hash
+    from portside.components.push.champion import identity, open_registry
 
     started = time.perf_counter()
     parameters = {
@@ -127,7 +127,7 @@ def run(
 def load_test_window(training_set: Path, model: Path, spec: FeatureSpec) -> pd.DataFrame:
     """The test window of train's split: cut at the boundaries the model directory records,
     on the same training set (its row counts per part must match)."""
-    from components.common.splits import SplitBoundaries
+    from portside.components.common.splits import SplitBoundaries
 
     frame = read_labelled_training_set(training_set, spec.label)
     split = SplitBoundaries.load(model)
@@ -149,7 +149,7 @@ def load_test_window(training_set: Path, model: Path, spec: FeatureSpec) -> pd.D
 
 def score(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     """Every metric of one model on the test window; `curve` is kept for the plots."""
-    from components.evaluate import metrics as m
+    from portside.components.evaluate import metrics as m
 
     c = m.curve(labels, scores)
     recall, threshold = m.recall_at_fpr(c)
@@ -172,7 +172,7 @@ def score_champion(
 ) -> tuple[dict[str, Any] | None, str | None]:
     """The champion's metrics on the same rows, or (None, why) when it cannot be scored.
     A registry that cannot be read raises: that is not "no champion"."""
-    from components.common.model_io import predict
+    from portside.components.common.model_io import predict
 
     champion = registry.current_champion()
     if champion is None:
@@ -244,7 +244,7 @@ def _public(scored: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_plots(out: Path, candidate: dict[str, Any], champion: dict[str, Any] | None) -> None:
-    from components.evaluate.plots import calibration_plot, pr_plot, roc_plot
+    from portside.components.evaluate.plots import calibration_plot, pr_plot, roc_plot
 
     scored = {"candidate": candidate}
     if champion:
@@ -260,7 +260,7 @@ def write_plots(out: Path, candidate: dict[str, Any], champion: dict[str, Any] |
 
 
 def _log(tracking_uri: str, out: Path, metrics: dict[str, Any], blessing: dict[str, Any]) -> str:
-    from components.common.tracking import log_run
+    from portside.components.common.tracking import log_run
 
     model, champion = metrics["model"], metrics["champion"]
     values = {k: v for k, v in model.items() if isinstance(v, float)}

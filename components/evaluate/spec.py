@@ -1,5 +1,5 @@
-from components.push.spec import REGISTRY_PARAMETERS
-from components.spec import Artifact, ComponentSpec, Parameter
+from portside.components.push.spec import REGISTRY_PARAMETERS
+from portside.components.spec import Artifact, ComponentSpec, Parameter
 
 SPEC = ComponentSpec(
     name="evaluate",
@@ -14,10 +14,10 @@ SPEC = ComponentSpec(
         "gate passed. No champion is the explicit first-run case. Returns normally either way; "
         "blessing.json says yes or no with one reason per check."
     ),
-    implementation="components.evaluate.run:run",
+    implementation="portside.components.evaluate.run:run",
     # The verdict depends on the registry's current champion, which is not an input: a cached
     # verdict is reused only while that champion is unchanged.
-    revalidate="components.evaluate.cache:same_champion",
+    revalidate="portside.components.evaluate.cache:same_champion",
     inputs=(
         Artifact("model", "model", "Model directory written by train."),
         Artifact("training_set", "dataset", "Training set directory (training_set.parquet)."),

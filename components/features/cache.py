@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.lineage import content_hash
+from portside.components.lineage import content_hash
 
 
 def sources_unchanged(parameters: dict[str, Any], result: dict[str, Any] | None) -> bool:

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from components.errors import ConfigurationError, InputDataError
+from portside.components.errors import ConfigurationError, InputDataError
 
 if TYPE_CHECKING:
     import pyarrow as pa

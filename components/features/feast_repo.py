@@ -13,8 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.errors import ConfigurationError
-from components.features.pit_join import ViewSource
+from portside.components.errors import ConfigurationError
+from portside.components.features.pit_join import ViewSource
 
 if TYPE_CHECKING:
     from feast import FeatureStore

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from components.errors import ConfigurationError
+from portside.components.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -56,7 +56,7 @@ def materialize(
     mode: Mode = "landed",
 ) -> list[MaterializedView]:
     """Materialize [start, end] of the chosen (default: all online) feature views."""
-    from components.features.feast_repo import open_store
+    from portside.components.features.feast_repo import open_store
 
     start, end = _utc(start, "start"), _utc(end, "end")
     if start >= end:
@@ -81,7 +81,7 @@ def materialize_incremental(
 
     A first run starts at end - ttl: older rows would be expired at end anyway.
     """
-    from components.features.feast_repo import open_store
+    from portside.components.features.feast_repo import open_store
 
     end = _utc(end, "end")
     _check_mode(mode)
@@ -168,8 +168,8 @@ def _materialize_view(
     import duckdb
     from tqdm import tqdm
 
-    from components.features.online_values import key_order
-    from components.features.online_write import Overwrite, feast_rule, open_writer
+    from portside.components.features.online_values import key_order
+    from portside.components.features.online_write import Overwrite, feast_rule, open_writer
 
     started = time.perf_counter()
     join_keys = {col.name: col.dtype.to_value_type() for col in view.entity_columns}

@@ -12,14 +12,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.errors import InputDataError
+from portside.components.errors import InputDataError
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
     from feast import FeatureStore
 
-    from components.features.feast_repo import ResolvedService
+    from portside.components.features.feast_repo import ResolvedService
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class OnlineLookup:
     def __init__(
         self, repo_path: str | Path, feature_service: str, full_feature_names: bool = False
     ) -> None:
-        from components.features.feast_repo import open_store, resolve_service
+        from portside.components.features.feast_repo import open_store, resolve_service
 
         self.store = open_store(repo_path)
         self.service = resolve_service(self.store, feature_service, full_feature_names)
@@ -71,7 +71,7 @@ class OnlineLookup:
         """`lookup_table` and the age of the online values it read (a server's metric)."""
         import pyarrow as pa
 
-        from components.features.run import apply_on_demand
+        from portside.components.features.run import apply_on_demand
 
         _check_rows(rows, self.service)
         moment = _utc(now or datetime.now(timezone.utc))

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from components.errors import ConfigurationError, InputDataError
+from portside.components.errors import ConfigurationError, InputDataError
 
 if TYPE_CHECKING:
     import pyarrow as pa

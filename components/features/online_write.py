@@ -24,8 +24,8 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from components.errors import ConfigurationError
-from components.features.online_values import EncodedRows, encode_rows
+from portside.components.errors import ConfigurationError
+from portside.components.features.online_values import EncodedRows, encode_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa

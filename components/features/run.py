@@ -9,21 +9,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from components.common.artifacts import MANIFEST_FILE, TRAINING_SET_FILE, read_record
-from components.errors import ConfigurationError, InputDataError
-from components.features.entity_rows import (
+from portside.components.common.artifacts import MANIFEST_FILE, TRAINING_SET_FILE, read_record
+from portside.components.errors import ConfigurationError, InputDataError
+from portside.components.features.entity_rows import (
     check_integer_keys,
     normalize_timestamps,
     open_entity_rows,
     select_window,
 )
-from components.features.pit_join import join_connection
+from portside.components.features.pit_join import join_connection
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from components.features.feast_repo import ResolvedService
+    from portside.components.features.feast_repo import ResolvedService
 
 
 @dataclass
@@ -75,7 +75,7 @@ def run(
     when every source is a Parquet file, else feast). rows_from/rows_until: only the entity
     rows in [rows_from, rows_until) (ISO times; empty: unbounded), e.g. a run's data interval.
     """
-    from components.features.feast_repo import open_store, resolve_service
+    from portside.components.features.feast_repo import open_store, resolve_service
 
     _require(feature_service=feature_service, label_column=label_column)
     store = open_store(feature_repo)
@@ -151,7 +151,7 @@ def load_manifest(training_set_dir: Path) -> FeaturesManifest:
 
 def _files_read(store: object, service: ResolvedService, engine: str) -> dict[str, str]:
     """The definitions and Parquet sources behind this training set, by content."""
-    from components.lineage import content_hash
+    from portside.components.lineage import content_hash
 
     if engine != "duckdb":
         return {}  # a warehouse table cannot be fingerprinted from here
@@ -292,7 +292,7 @@ def build_training_set(
     """
     import pyarrow.compute as pc
 
-    from components.features.pit_join import history_flag, point_in_time_join
+    from portside.components.features.pit_join import history_flag, point_in_time_join
 
     result = point_in_time_join(
         table,

@@ -1,4 +1,4 @@
-from components.spec import REQUIRED, Artifact, ComponentSpec, Parameter
+from portside.components.spec import REQUIRED, Artifact, ComponentSpec, Parameter
 
 # Where the features come from and how they are joined: batch_predict joins the same way,
 # so it takes these, declared once.
@@ -41,10 +41,10 @@ SPEC = ComponentSpec(
         "hash, time range, row counts, null counts, content fingerprint). "
         "Never drops an entity row: rows without history get nulls."
     ),
-    implementation="components.features.run:run",
+    implementation="portside.components.features.run:run",
     # The feature store behind it moves: a cached training set is reused only while the
     # definitions and source files it read are byte for byte the same.
-    revalidate="components.features.cache:sources_unchanged",
+    revalidate="portside.components.features.cache:sources_unchanged",
     inputs=(Artifact("entity_rows", "dataset", "Parquet file of labelled entity rows."),),
     outputs=(
         Artifact(

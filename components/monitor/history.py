@@ -15,10 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from components.errors import InputDataError
+from portside.components.errors import InputDataError
 
 if TYPE_CHECKING:
-    from components.monitor.run import FeatureDrift, ServingChecks, Verdict
+    from portside.components.monitor.run import FeatureDrift, ServingChecks, Verdict
 
 MAX_WINDOWS = 90
 
@@ -86,7 +86,7 @@ def updated_history(path: Path, latest: WindowRecord) -> list[WindowRecord]:
 def write_history(path: Path, records: list[WindowRecord]) -> None:
     from dataclasses import asdict
 
-    from components.common.artifacts import write_atomically
+    from portside.components.common.artifacts import write_atomically
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, "".join(json.dumps(asdict(r)) + "\n" for r in records).encode())

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from components.monitor.run import FeatureDrift, ServingChecks, Verdict
+    from portside.components.monitor.run import FeatureDrift, ServingChecks, Verdict
 
 log = logging.getLogger("portside.monitor")
 JOB = "portside_monitor"
@@ -76,7 +76,7 @@ def export(
     half a file), and the push when a gateway is named."""
     from prometheus_client import generate_latest, push_to_gateway
 
-    from components.common.artifacts import write_atomically
+    from portside.components.common.artifacts import write_atomically
 
     write_atomically(path, generate_latest(registry))
     if pushgateway:

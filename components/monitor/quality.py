@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from components.errors import InputDataError
-from components.monitor.window import WindowScan, literal, quoted
+from portside.components.errors import InputDataError
+from portside.components.monitor.window import WindowScan, literal, quoted
 
 if TYPE_CHECKING:
     import numpy as np

@@ -11,12 +11,12 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from components.common.artifacts import MONITOR_PLOTS_DIR
-from components.validate.report import STYLE
+from portside.components.common.artifacts import MONITOR_PLOTS_DIR
+from portside.components.validate.report import STYLE
 
 if TYPE_CHECKING:
-    from components.monitor.history import WindowRecord
-    from components.monitor.run import FeatureDrift, ServingChecks, Verdict
+    from portside.components.monitor.history import WindowRecord
+    from portside.components.monitor.run import FeatureDrift, ServingChecks, Verdict
 
 MOST_BARS = 30  # bins beyond these (rare categories) are summed into one bar
 STATUS_CLASS = {
@@ -167,7 +167,7 @@ def _trend_section(past: list[WindowRecord], verdict: Verdict, threshold: float)
     """Each drawn feature's deciding distance over the past windows of the history file."""
     if len(past) < 2:
         return ""
-    from components.monitor.history import trend_features, trend_svg
+    from portside.components.monitor.history import trend_features, trend_svg
 
     features = trend_features(past, verdict.drifted)
     svg = trend_svg(past, features, threshold)

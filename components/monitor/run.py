@@ -46,7 +46,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from components.common.artifacts import (
+from portside.components.common.artifacts import (
     FEATURE_SPEC_FILE,
     MANIFEST_FILE,
     MONITOR_METRICS_FILE,
@@ -58,13 +58,13 @@ from components.common.artifacts import (
     VERDICT_FILE,
     read_json_object,
 )
-from components.errors import ConfigurationError, InputDataError
+from portside.components.errors import ConfigurationError, InputDataError
 
 if TYPE_CHECKING:
-    from components.monitor.history import WindowRecord
-    from components.monitor.quality import AbReadout, ArmQuality
-    from components.monitor.skew import FeatureSkew
-    from components.monitor.window import WindowCounts, WindowScan
+    from portside.components.monitor.history import WindowRecord
+    from portside.components.monitor.quality import AbReadout, ArmQuality
+    from portside.components.monitor.skew import FeatureSkew
+    from portside.components.monitor.window import WindowCounts, WindowScan
 
 DRIFT_METRICS = ("psi", "js")
 NEW = "(new or rare)"  # the bin of values outside the baseline's listed categories
@@ -166,7 +166,7 @@ def run(
     history: str = "",
     arm: str = "champion",
 ) -> Verdict:
-    from components.monitor.window import WindowScan
+    from portside.components.monitor.window import WindowScan
 
     _check_settings(drift_metric, min_samples, drift_threshold, skew_threshold, skew_sample_rows)
     if min_labels < 1:
@@ -213,7 +213,7 @@ def run(
     check = "prediction_log" if is_log else "features"
     _export_metrics(Path(monitoring), verdict, features, serving, model, check, pushgateway)
     if history:
-        from components.monitor.history import write_history
+        from portside.components.monitor.history import write_history
 
         write_history(Path(history), past)
     return verdict
@@ -225,7 +225,7 @@ def _past_windows(
     """The history with this window in it (empty without a history file)."""
     if not history:
         return []
-    from components.monitor.history import record, updated_history
+    from portside.components.monitor.history import record, updated_history
 
     return updated_history(Path(history), record(verdict, features, serving))
 
@@ -239,7 +239,7 @@ def _export_metrics(
     check: str,
     pushgateway: str,
 ) -> None:
-    from components.monitor.prometheus import export, monitoring_registry
+    from portside.components.monitor.prometheus import export, monitoring_registry
 
     registry = monitoring_registry(verdict, features, serving, model, check)
     export(registry, out / MONITOR_PROMETHEUS_FILE, pushgateway, model, check)
@@ -260,7 +260,7 @@ def _check_settings(
 
 def load_baseline(path: Path) -> Baseline:
     """statistics.json, and, in a model directory, the model's inputs and reference scores."""
-    from components.common.model_io import FeatureSpec
+    from portside.components.common.model_io import FeatureSpec
 
     statistics_path = path / STATISTICS_FILE
     statistics = read_json_object(statistics_path, "validate (copied into the model by train)")
@@ -292,8 +292,8 @@ def _serving_checks(
     min_labels: int,
     max_auc_drop: float,
 ) -> ServingChecks:
-    from components.monitor.quality import ab_readouts, quality_drop, realized_quality
-    from components.monitor.skew import training_serving_skew
+    from portside.components.monitor.quality import ab_readouts, quality_drop, realized_quality
+    from portside.components.monitor.skew import training_serving_skew
 
     checks = ServingChecks()
     if feature_repo:
@@ -452,7 +452,7 @@ def _categorical_drift(name: str, stats: dict[str, Any], window: dict[Any, int])
 def _distances(
     name: str, kind: Kind, labels: list[str], baseline: list[float], window: list[float]
 ) -> FeatureDrift:
-    from components.monitor.drift import (
+    from portside.components.monitor.drift import (
         jensen_shannon_distance,
         population_stability_index,
         proportions,
@@ -551,7 +551,7 @@ def _write(
 ) -> None:
     import shutil
 
-    from components.monitor.report import render_report
+    from portside.components.monitor.report import render_report
 
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / MONITOR_PLOTS_DIR, ignore_errors=True)  # an earlier run's plots

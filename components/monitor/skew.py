@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from components.errors import ConfigurationError, InputDataError
+from portside.components.errors import ConfigurationError, InputDataError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from components.monitor.window import WindowScan
+    from portside.components.monitor.window import WindowScan
 
 RELATIVE_TOLERANCE = 1e-5
 EXAMPLES = 5
@@ -50,9 +50,9 @@ def training_serving_skew(
     sample_rows: int,
 ) -> tuple[int, list[FeatureSkew]]:
     """The rows compared and, per feature the service joins and the log holds, the skew."""
-    from components.features.feast_repo import open_store, resolve_service
-    from components.features.pit_join import join_connection
-    from components.features.run import choose_engine, join_features, prepare_entity_rows
+    from portside.components.features.feast_repo import open_store, resolve_service
+    from portside.components.features.pit_join import join_connection
+    from portside.components.features.run import choose_engine, join_features, prepare_entity_rows
 
     store = open_store(feature_repo)
     service = resolve_service(store, feature_service, False)

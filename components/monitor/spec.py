@@ -1,4 +1,4 @@
-from components.spec import Artifact, ComponentSpec, Parameter
+from portside.components.spec import Artifact, ComponentSpec, Parameter
 
 SPEC = ComponentSpec(
     name="monitor",
@@ -24,7 +24,7 @@ SPEC = ComponentSpec(
         "(labels: ROC AUC per model version and arm with a 95% interval, the canary's A/B "
         "readout, a quality drop against the model's validation AUC)."
     ),
-    implementation="components.monitor.run:run",
+    implementation="portside.components.monitor.run:run",
     # The prediction log and the labels are read by path and keep growing: never cached.
     cacheable=False,
     inputs=(

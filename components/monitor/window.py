@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.errors import InputDataError
+from portside.components.errors import InputDataError
 
 if TYPE_CHECKING:
     import pyarrow as pa

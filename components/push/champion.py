@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from components.errors import ConfigurationError, GateFailed, InputDataError
+from portside.components.errors import ConfigurationError, GateFailed, InputDataError
 
 CHAMPION = "champion"  # the alias evaluate judges against and push moves
 
@@ -49,10 +49,10 @@ def open_registry(
 ) -> ChampionRegistry:
     """The registry evaluate compares against (the one push publishes to)."""
     if kind == "vertex":
-        from components.push.vertex import VertexRegistry
+        from portside.components.push.vertex import VertexRegistry
 
         return VertexRegistry(vertex_project, vertex_location, vertex_api_endpoint, model_name)
-    from components.push.registry import Registry
+    from portside.components.push.registry import Registry
 
     return Registry(tracking_uri, model_name)
 

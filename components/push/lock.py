@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from components.errors import PortsideError
+from portside.components.errors import PortsideError
 
 LOCK_INFIX = ".portside-lock."
 DEFAULT_LEASE_S = 120.0

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from components.common.tracking import log_run, resolve_tracking_uri
-from components.errors import ConfigurationError, PortsideError
-from components.lineage import content_hash
-from components.push.champion import CHAMPION, ChampionRef, refuse_if_moved
-from components.push.lock import DEFAULT_LEASE_S, Lease, RegistryLock
+from portside.components.common.tracking import log_run, resolve_tracking_uri
+from portside.components.errors import ConfigurationError, PortsideError
+from portside.components.lineage import content_hash
+from portside.components.push.champion import CHAMPION, ChampionRef, refuse_if_moved
+from portside.components.push.lock import DEFAULT_LEASE_S, Lease, RegistryLock
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion

@@ -8,17 +8,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from components.common.artifacts import (
+from portside.components.common.artifacts import (
     BLESSING_FILE,
     PUSHED_FILE,
     SAVED_MODEL_DIR,
     read_json_object,
 )
-from components.common.model_io import FeatureSpec
-from components.errors import ConfigurationError, GateFailed, InputDataError
-from components.push.champion import expected_champion, open_registry
-from components.push.spec import DEFAULT_VERTEX_SERVING_IMAGE
-from components.push.vertex import VertexModelUpload
+from portside.components.common.model_io import FeatureSpec
+from portside.components.errors import ConfigurationError, GateFailed, InputDataError
+from portside.components.push.champion import expected_champion, open_registry
+from portside.components.push.spec import DEFAULT_VERTEX_SERVING_IMAGE
+from portside.components.push.vertex import VertexModelUpload
 
 
 @dataclass
@@ -49,7 +49,7 @@ def run(
 ) -> Pushed:
     """Refuse without a blessing for this exact model; otherwise publish it as the champion
     and write `pushed.json` into `pushed`."""
-    from components.lineage import content_hash
+    from portside.components.lineage import content_hash
 
     started = time.perf_counter()
     if registry not in ("mlflow", "vertex"):

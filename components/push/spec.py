@@ -1,4 +1,4 @@
-from components.spec import REQUIRED, Artifact, ComponentSpec, Parameter
+from portside.components.spec import REQUIRED, Artifact, ComponentSpec, Parameter
 
 # The newest TensorFlow CPU prediction image google-cloud-aiplatform lists; override it with
 # vertex_serving_image when a newer one is published for the TensorFlow the model was saved with.
@@ -14,7 +14,7 @@ REGISTRY_PARAMETERS = (
         str,
         "",
         "MLflow tracking/registry URI; empty = embedded SQLite.",
-        resolve="components.common.tracking:resolve_tracking_uri",
+        resolve="portside.components.common.tracking:resolve_tracking_uri",
     ),
     Parameter("vertex_project", str, "", "Google Cloud project (vertex)."),
     Parameter("vertex_location", str, "us-central1", "Vertex AI region (vertex)."),
@@ -34,10 +34,10 @@ SPEC = ComponentSpec(
         "is complete. Vertex AI: uploads a new version of the Vertex model (parent model by "
         "display name) from the staged gs:// copy of the model directory, aliased 'champion'."
     ),
-    implementation="components.push.run:run",
+    implementation="portside.components.push.run:run",
     # Side effects on a registry: a cached push is reused only while the version it pushed is
     # still the champion (MLflow); a Vertex push always runs.
-    revalidate="components.push.cache:still_champion",
+    revalidate="portside.components.push.cache:still_champion",
     inputs=(
         Artifact("model", "model", "Model directory written by train."),
         Artifact("evaluation", "metrics", "Evaluation directory (blessing.json)."),

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.common.artifacts import SAVED_MODEL_DIR
-from components.errors import ConfigurationError, GateFailed
-from components.push.champion import CHAMPION, ChampionRef, refuse_if_moved
+from portside.components.common.artifacts import SAVED_MODEL_DIR
+from portside.components.errors import ConfigurationError, GateFailed
+from portside.components.push.champion import CHAMPION, ChampionRef, refuse_if_moved
 
 LABEL_LIMIT = 63  # Vertex label values: at most 63 characters
 DEFAULT_ALIAS = "default"  # what Vertex serves when no version is named

@@ -2,5 +2,5 @@
 HTTP (the Vertex AI custom-container contract and the Open Inference Protocol v2).
 
 Not a pipeline component (no spec): a long-running server in the same image,
-`python -m components serve` (or `portside serve` locally).
+`python -m portside.components serve` (or `portside serve` locally).
 """

@@ -1,5 +1,5 @@
 import sys
 
-from components.serve.cli import main
+from portside.components.serve.cli import main
 
 sys.exit(main())

@@ -28,19 +28,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from components.errors import InputDataError
-from components.serve.arms import CHAMPION_ARM, SHADOW_ARM, Arms, Choice
-from components.serve.batching import Batcher
-from components.serve.holder import Loaded, ModelHolder
-from components.serve.prediction_log import PredictionLog
-from components.serve.requests import (
+from portside.components.errors import InputDataError
+from portside.components.serve.arms import CHAMPION_ARM, SHADOW_ARM, Arms, Choice
+from portside.components.serve.batching import Batcher
+from portside.components.serve.holder import Loaded, ModelHolder
+from portside.components.serve.prediction_log import PredictionLog
+from portside.components.serve.requests import (
     HEADER_LENGTH,
     RequestError,
     ScoringRequest,
     parse_infer,
     parse_vertex,
 )
-from components.serve.settings import ServeSettings
+from portside.components.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -437,7 +437,7 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(request: Request, body: bytes) -> Response:
-        from components.serve.openapi import openapi_document
+        from portside.components.serve.openapi import openapi_document
 
         loaded = champion()  # the instance fields are the served model's
         document = openapi_document(

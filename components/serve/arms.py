@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.serve.holder import Loaded, ModelHolder
+from portside.components.serve.holder import Loaded, ModelHolder
 
 CHAMPION_ARM = "champion"
 CANARY_ARM = "canary"

@@ -1,4 +1,4 @@
-"""`python -m components serve` (the image's serving entrypoint) and `portside serve`: the
+"""`python -m portside.components serve` (the image's serving entrypoint) and `portside serve`: the
 flags, the settings they make, and running the app on uvicorn until SIGTERM or Ctrl-C.
 
 uvicorn stops accepting on SIGTERM and lets in-flight requests finish (up to
@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.errors import ConfigurationError
-from components.push.champion import CHAMPION
-from components.serve.settings import (
+from portside.components.errors import ConfigurationError
+from portside.components.push.champion import CHAMPION
+from portside.components.serve.settings import (
     DEFAULT_MAX_BATCH_ROWS,
     DEFAULT_MAX_BATCHES,
     DEFAULT_MAX_BODY_BYTES,
@@ -171,11 +171,11 @@ def serve(
     import prometheus_client  # noqa: F401
     import uvicorn
 
-    from components.push.champion import open_registry
-    from components.serve.app import create_app
-    from components.serve.arms import Arms
-    from components.serve.holder import ModelHolder
-    from components.serve.prediction_log import PredictionLog
+    from portside.components.push.champion import open_registry
+    from portside.components.serve.app import create_app
+    from portside.components.serve.arms import Arms
+    from portside.components.serve.holder import ModelHolder
+    from portside.components.serve.prediction_log import PredictionLog
 
     _configure_logging()
     # TensorFlow's C++ info lines would break the one-JSON-object-per-line log.
@@ -213,7 +213,7 @@ def serve(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m components serve",
+        prog="python -m portside.components serve",
         description="Serve the registry's champion over HTTP (Vertex AI and OIP v2 routes).",
     )
     add_arguments(parser)

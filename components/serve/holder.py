@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from components.push.champion import CHAMPION
+from portside.components.push.champion import CHAMPION
 
 if TYPE_CHECKING:
-    from components.common.model_io import ServingModel
-    from components.features.online import OnlineLookup
-    from components.push.champion import ChampionRef, ChampionRegistry
+    from portside.components.common.model_io import ServingModel
+    from portside.components.features.online import OnlineLookup
+    from portside.components.push.champion import ChampionRef, ChampionRegistry
 
 log = logging.getLogger("portside.serve")
 
@@ -86,8 +86,8 @@ class ModelHolder:
         return self.registry.version_ref(self.version)
 
     def _refresh(self) -> bool:
-        from components.common.model_io import ServingModel
-        from components.features.online import OnlineLookup
+        from portside.components.common.model_io import ServingModel
+        from portside.components.features.online import OnlineLookup
 
         served = self.current
         if served is not None and self.version != CHAMPION:

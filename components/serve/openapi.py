@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.serve.requests import INT_RANGES, OIP_DATATYPES
+from portside.components.serve.requests import INT_RANGES, OIP_DATATYPES
 
 _JSON_TYPES = {"DOUBLE": "number", "FLOAT": "number", "STRING": "string", "BOOL": "boolean"}
 

@@ -8,8 +8,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from components.errors import ConfigurationError
-from components.push.champion import CHAMPION
+from portside.components.errors import ConfigurationError
+from portside.components.push.champion import CHAMPION
 
 DEFAULT_PORT = 8080
 DEFAULT_PREDICT_ROUTE = "/predict"

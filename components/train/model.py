@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.common.model_io import FeatureSpec
+from portside.components.common.model_io import FeatureSpec
 
 if TYPE_CHECKING:
     import keras

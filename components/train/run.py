@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.common.artifacts import (
+from portside.components.common.artifacts import (
     REFERENCE_SCORES_FILE,
     SAVED_MODEL_DIR,
     STATISTICS_FILE,
@@ -23,18 +23,18 @@ from components.common.artifacts import (
     read_labelled_training_set,
     validation_gate,
 )
-from components.common.model_io import FeatureSpec, to_signature_inputs
-from components.common.splits import TimeSplit, boundaries, time_split
-from components.common.tracking import log_run
-from components.errors import ConfigurationError, GateFailed, InputDataError
+from portside.components.common.model_io import FeatureSpec, to_signature_inputs
+from portside.components.common.splits import TimeSplit, boundaries, time_split
+from portside.components.common.tracking import log_run
+from portside.components.errors import ConfigurationError, GateFailed, InputDataError
 
 if TYPE_CHECKING:
     import keras
     import numpy as np
     import pandas as pd
 
-    from components.features.run import FeaturesManifest
-    from components.train.model import Preprocessing
+    from portside.components.features.run import FeaturesManifest
+    from portside.components.train.model import Preprocessing
 
 CLASS_WEIGHTING = "output bias initialised to log(p/(1-p)) of the train split; no class weights"
 PREDICT_BATCH = 8192
@@ -97,7 +97,7 @@ def run(
     split.json, metrics.json and training_curves.png, and log the run to MLflow. The label,
     timestamp and feature columns come from the training set's manifest. Raises GateFailed
     unless validation passed."""
-    from components.features.run import load_manifest
+    from portside.components.features.run import load_manifest
 
     started = time.perf_counter()
     check_validation_gate(Path(validation))
@@ -246,7 +246,7 @@ def train_model(split: TimeSplit, spec: FeatureSpec, hyper: Hyperparameters) -> 
     import numpy as np
     import tensorflow as tf
 
-    from components.train.model import build_model, fit_preprocessing, make_dataset
+    from portside.components.train.model import build_model, fit_preprocessing, make_dataset
 
     keras.utils.set_random_seed(hyper.seed)
     tf.config.experimental.enable_op_determinism()
@@ -293,7 +293,7 @@ def _inputs_and_labels(
 
 def predict_keras(model: keras.Model, frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
     """Probabilities from the in-memory Keras model on raw feature rows."""
-    from components.train.model import make_dataset
+    from portside.components.train.model import make_dataset
 
     dataset = make_dataset(to_signature_inputs(frame, spec), None, PREDICT_BATCH)
     return model.predict(dataset, verbose=0).reshape(-1)
@@ -326,7 +326,7 @@ def write_monitoring_baseline(
     """The model carries what monitoring compares it with: the training set's statistics
     (validate's statistics.json, copied) and its scores on the validation split (decile bins
     for prediction drift, ROC AUC for the realized-quality check)."""
-    from components.validate.statistics import drift_bins
+    from portside.components.validate.statistics import drift_bins
 
     if (validation / STATISTICS_FILE).is_file():  # a validate output always has it
         shutil.copyfile(validation / STATISTICS_FILE, out / STATISTICS_FILE)
@@ -344,7 +344,7 @@ def write_monitoring_baseline(
 
 def export_model(model: keras.Model, spec: FeatureSpec, out: Path) -> None:
     """`<out>/saved_model` (replacing an older one) and `<out>/feature_spec.json`."""
-    from components.train.model import export_saved_model
+    from portside.components.train.model import export_saved_model
 
     target = out / SAVED_MODEL_DIR
     if target.exists():

@@ -1,4 +1,4 @@
-from components.spec import Artifact, ComponentSpec, Parameter
+from portside.components.spec import Artifact, ComponentSpec, Parameter
 
 SPEC = ComponentSpec(
     name="train",
@@ -14,7 +14,7 @@ SPEC = ComponentSpec(
         "go to split.json, which evaluate cuts at. Writes training metrics and curves and logs "
         "the run to MLflow."
     ),
-    implementation="components.train.run:run",
+    implementation="portside.components.train.run:run",
     inputs=(
         Artifact(
             "training_set",
@@ -54,7 +54,7 @@ SPEC = ComponentSpec(
             str,
             "",
             "MLflow tracking URI or SQLite file path; empty = embedded default (data/mlflow).",
-            resolve="components.common.tracking:resolve_tracking_uri",
+            resolve="portside.components.common.tracking:resolve_tracking_uri",
         ),
         Parameter("experiment", str, "portside-training", "MLflow experiment name."),
     ),

@@ -33,14 +33,14 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.common.artifacts import TRAINING_SET_FILE, read_training_table
-from components.errors import ConfigurationError, InputDataError
-from components.validate.suite import SuiteFile, load_suite
+from portside.components.common.artifacts import TRAINING_SET_FILE, read_training_table
+from portside.components.errors import ConfigurationError, InputDataError
+from portside.components.validate.suite import SuiteFile, load_suite
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from components.validate.suite import Roles
+    from portside.components.validate.suite import Roles
 
 PROPOSED_BY = "portside expectations propose"
 SPREAD = (0.01, 0.99)  # the quantile range that scales the slack
@@ -102,7 +102,7 @@ def propose(
 ) -> Proposal:
     """The suite at `suite` with its proposed expectations derived anew from the training
     set directories (each holding training_set.parquet); nothing is written."""
-    from components.validate.suite import build_expectations
+    from portside.components.validate.suite import build_expectations
 
     settings.check()
     if not training_sets:
@@ -133,9 +133,9 @@ def is_proposed(entry: Any) -> bool:
 
 def profile(path: Path, roles: Roles, settings: ProposalSettings) -> Reference:
     """Statistics of every numeric feature of one reference training set."""
-    from components.features.run import content_fingerprint
-    from components.validate.run import nullable_frame
-    from components.validate.statistics import numeric_columns
+    from portside.components.features.run import content_fingerprint
+    from portside.components.validate.run import nullable_frame
+    from portside.components.validate.statistics import numeric_columns
 
     table = read_training_table(path)
     frame = nullable_frame(table)

@@ -10,7 +10,7 @@ import json
 from html import escape
 from typing import Any
 
-from components.validate.failures import describe, table_columns
+from portside.components.validate.failures import describe, table_columns
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }

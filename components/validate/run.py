@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.common.artifacts import (
+from portside.components.common.artifacts import (
     MANIFEST_FILE,
     STATISTICS_FILE,
     TRAINING_SET_FILE,
@@ -26,10 +26,10 @@ from components.common.artifacts import (
     read_json_object,
     read_training_table,
 )
-from components.errors import ConfigurationError, GateFailed
-from components.lineage import content_hash
-from components.validate.failures import Failure, failures
-from components.validate.suite import load_suite
+from portside.components.errors import ConfigurationError, GateFailed
+from portside.components.lineage import content_hash
+from portside.components.validate.failures import Failure, failures
+from portside.components.validate.suite import load_suite
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,9 +62,9 @@ def run(
 ) -> ValidationSummary:
     """Validate `<training_set>/training_set.parquet` with the suite; write the outputs into
     the `validation` directory; raise GateFailed if any expectation failed."""
-    from components.validate.report import render_report
-    from components.validate.statistics import column_statistics
-    from components.validate.suite import build_expectations, run_suite
+    from portside.components.validate.report import render_report
+    from portside.components.validate.statistics import column_statistics
+    from portside.components.validate.suite import build_expectations, run_suite
 
     reference_time = parse_as_of(as_of)
     if not 0.0 <= max_unseen_category_fraction <= 1.0:

@@ -1,4 +1,4 @@
-from components.spec import REQUIRED, Artifact, ComponentSpec, Parameter
+from portside.components.spec import REQUIRED, Artifact, ComponentSpec, Parameter
 
 SPEC = ComponentSpec(
     name="validate",
@@ -12,7 +12,7 @@ SPEC = ComponentSpec(
         "checks) and a summary. If any expectation "
         "fails it still writes all of them, then stops the pipeline (exit code 3)."
     ),
-    implementation="components.validate.run:run",
+    implementation="portside.components.validate.run:run",
     # Cached on the training set's content, the suite file's content and an explicit as_of;
     # a run judged against "now" (as_of empty) is never cached.
     inputs=(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from components.validate.suite import Roles
+from portside.components.validate.suite import Roles
 
 if TYPE_CHECKING:
     import numpy as np

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.errors import ConfigurationError
+from portside.components.errors import ConfigurationError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -58,7 +58,7 @@ def main(template: str, pipeline_root: str, work_dir: str, report: str, *pairs: 
     from kfp import components as kfp_components
     from kfp import local
 
-    from pipelines.local_run import fix_kfp_local_conditions
+    from portside.pipelines.local_run import fix_kfp_local_conditions
 
     _patch_kfp_local(Path(work_dir))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root)
@@ -70,7 +70,7 @@ def main(template: str, pipeline_root: str, work_dir: str, report: str, *pairs: 
         pipeline(**arguments)
     except Exception as failure:  # kfp.local raises naming the failed task
         error = f"{type(failure).__name__}: {failure}"
-    import components
+    import portside.components as components
 
     Path(report).write_text(
         json.dumps({"error": error, "tasks": _tasks, "project_from": components.__file__}, indent=2)

@@ -43,7 +43,9 @@ TASKS = ("features", "validate", "train", "evaluate", "push")
 LOGICAL_DATE = DATA_END
 PARSE_TIMEOUT_S = 180.0
 RUN_TIMEOUT_S = 1200.0  # features, validate, train (a small Keras model), evaluate, push on 2 cores
-VALIDATE_LINE = "validate: succeeded in"  # what `python -m components validate` prints last
+VALIDATE_LINE = (
+    "validate: succeeded in"  # what `python -m portside.components validate` prints last
+)
 UI_TIMEOUT_MS = 30_000
 
 
@@ -73,7 +75,7 @@ class AirflowUI:
 
 @pytest.fixture(scope="module")
 def airflow_ui(workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUI]:
-    """`python -m pipelines.airflow_standalone` (what `make airflow` runs) over a workspace
+    """`python -m portside.pipelines.airflow_standalone` (what `make airflow` runs) over a workspace
     with its own registry, online store and MLflow; stopped with Ctrl-C at the end."""
     base = tmp_path_factory.mktemp("airflow_ui")
     project = make_workspace(base / "project", sources=workspace.sources)

@@ -66,12 +66,14 @@ def test_tfx_image_requirements_are_exported_from_the_tfx_lock():
 
 
 def test_every_component_runs_from_the_image_environment(image_env, workspace, tmp_path):  # noqa: F811
-    from components.registry import component_names
+    from portside.components.registry import component_names
 
     python = str(image_env / "bin" / "python")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PORTSIDE_IMAGE"] = "portside-components:test"
-    where = _run([python, "-c", "import components; print(components.__file__)"], tmp_path, env)
+    where = _run(
+        [python, "-c", "import portside.components as c; print(c.__file__)"], tmp_path, env
+    )
     assert str(image_env) in where.stdout  # the wheel, not the source tree
 
     work = tmp_path / "run"
@@ -157,9 +159,17 @@ def test_every_component_runs_from_the_image_environment(image_env, workspace, t
     assert set(component_names()) == set(steps)
     for name, args in steps.items():
         _run(
-            [python, "-m", "components", name, *args, "--cache-dir", str(tmp_path / "cache")]
+            [
+                python,
+                "-m",
+                "portside.components",
+                name,
+                *args,
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
             if name != "features"
-            else [python, "-m", "components", name, *args],
+            else [python, "-m", "portside.components", name, *args],
             tmp_path,
             env,
         )
@@ -196,7 +206,7 @@ def _serve_from_the_image_environment(python: str, env: dict, workspace, tmp_pat
 
     port = free_port()
     log = tmp_path / "serve.log"
-    command = [python, "-m", "components", "serve", "--port", str(port)]
+    command = [python, "-m", "portside.components", "serve", "--port", str(port)]
     command += ["--feature-repo", str(workspace.repo), "--model-name", MODEL_NAME]
     command += ["--tracking-uri", str(tmp_path / "mlflow.db")]
     with log.open("w") as out:
@@ -264,6 +274,34 @@ def test_the_tfx_image_environment_runs_portsides_tfx_steps(training_set, tmp_pa
          "--pushed", str(tmp_path / "pushed"), "--model-name", MODEL_NAME, *tracking],
     ]  # fmt: skip
     for step in steps:
-        _run([python, "-m", "components", *step], tmp_path, env)
+        _run([python, "-m", "portside.components", *step], tmp_path, env)
     pushed = json.loads((tmp_path / "pushed" / "run_manifest.json").read_text())
     assert pushed["status"] == "succeeded" and pushed["image"] == "portside-tfx:test"
+
+
+def test_the_wheel_installs_beside_a_users_own_components_and_pipelines(image_env, tmp_path):  # noqa: F811
+    """A user's repository with packages named `components` and `pipelines` of its own, run with
+    the built wheel installed: both the user's packages and Portside's import and work, and the
+    entrypoints run."""
+    python = str(image_env / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    user = tmp_path / "user_repo"
+    for package in ("components", "pipelines"):
+        (user / package).mkdir(parents=True)
+        (user / package / "__init__.py").write_text(f"OWNER = 'the user: {package}'\n")
+    probe = (
+        "import importlib, json\n"
+        "components, pipelines = map(importlib.import_module, ['components', 'pipelines'])\n"
+        "from portside.components.registry import component_names\n"
+        "from portside.pipelines.profile import load_profile\n"
+        "import portside.components as ours\n"
+        "print(json.dumps({'user': [components.OWNER, pipelines.OWNER],\n"
+        "                  'components': component_names(), 'ours': ours.__file__}))\n"
+    )
+    seen = json.loads(_run([python, "-c", probe], user, env).stdout.strip().splitlines()[-1])
+    assert seen["user"] == ["the user: components", "the user: pipelines"]
+    assert "train" in seen["components"] and str(image_env) in seen["ours"]
+    help_text = _run([python, "-m", "portside.components", "validate", "--help"], user, env)
+    assert "--training-set" in help_text.stdout
+    cli = _run([str(image_env / "bin" / "portside"), "--help"], user, env)
+    assert "compile" in cli.stdout

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import DATA_END, ROOT
 
-from pipelines.local_run import PIPELINE_RUN_FILE, run_local
+from portside.pipelines.local_run import PIPELINE_RUN_FILE, run_local
 
 pytestmark = pytest.mark.integration
 

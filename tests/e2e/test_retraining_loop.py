@@ -39,7 +39,7 @@ from airflow_env import (
 )
 from conftest import BIN, EXPECTATION_SUITE, MODEL_NAME, ROOT, make_workspace, run_cli
 
-from pipelines.local_server import LocalServer, free_port
+from portside.pipelines.local_server import LocalServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,7 @@ def _serve(project, log_folder: Path, rows: pd.DataFrame, server_log: Path) -> N
     """Start the prediction server on the workspace's champion, send each row as one request
     named by its transaction id, stop it (SIGTERM flushes the prediction log)."""
     port = free_port()
-    command = [str(BIN / "python"), "-m", "components", "serve"]
+    command = [str(BIN / "python"), "-m", "portside.components", "serve"]
     command += ["--feature-repo", str(project.repo), "--model-name", MODEL_NAME]
     command += ["--tracking-uri", str(project.root / "data" / "mlflow" / "mlflow.db")]
     command += ["--port", str(port), "--prediction-log", str(log_folder)]
@@ -119,8 +119,8 @@ def _wait_for_run(airflow, dag_id: str, run_type: str, timeout: float) -> tuple[
 
 
 def test_drift_in_served_traffic_retrains_and_pushes_a_better_model(tmp_path_factory):
-    from components.features.materialize import materialize
-    from synthetic_data import DriftScenario, SyntheticDataConfig, generate
+    from portside.components.features.materialize import materialize
+    from portside.synthetic_data import DriftScenario, SyntheticDataConfig, generate
 
     base = tmp_path_factory.mktemp("retraining_loop")
     end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)

@@ -43,7 +43,7 @@ def tfx_run(workspace, tfx_python, tmp_path_factory):
 
 
 def _lineage(tfx_python: Path, metadata: Path) -> dict:
-    lineage = ["-m", "pipelines.tfx_pipeline", "lineage", "--metadata-path", str(metadata)]
+    lineage = ["-m", "portside.pipelines.tfx_pipeline", "lineage", "--metadata-path", str(metadata)]
     done = run_command([str(tfx_python), *lineage])
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
@@ -101,7 +101,7 @@ def test_the_pipeline_pushes_a_model_with_lineage_from_the_examples(tfx_run, tfx
 def test_a_model_trained_in_either_environment_scores_the_same_in_both(
     tfx_run, tfx_python, training_set, tmp_path
 ):
-    from components.common.model_io import predict
+    from portside.components.common.model_io import predict
 
     folder, done = tfx_run
     assert done.returncode == 0
@@ -139,7 +139,7 @@ def test_a_model_trained_in_either_environment_scores_the_same_in_both(
             [
                 sys.executable,
                 "-m",
-                "components",
+                "portside.components",
                 name,
                 "--training-set",
                 str(training_set),
@@ -156,7 +156,7 @@ def test_a_model_trained_in_either_environment_scores_the_same_in_both(
         scores = tmp_path / "tfx_scores.npy"
         script = (
             "import sys, numpy as np, pandas as pd; "
-            "from components.common.model_io import predict; "
+            "from portside.components.common.model_io import predict; "
             "np.save(sys.argv[3], predict(sys.argv[1], pd.read_parquet(sys.argv[2])))"
         )
         there = run_command([str(tfx_python), "-c", script, model, str(rows), str(scores)])
@@ -173,7 +173,7 @@ def test_bad_data_stops_the_tfx_pipeline_at_validate(training_set, tfx_python, t
         [
             str(tfx_python),
             "-m",
-            "pipelines.tfx_pipeline",
+            "portside.pipelines.tfx_pipeline",
             "run",
             "--training-set-uri",
             str(bad),
@@ -226,9 +226,10 @@ def test_a_fresh_executor_process_finds_every_step_by_class_path(tfx_python):
     """What Vertex AI's TFX launcher does in the image: import the executor named in the spec."""
     script = (
         "from tfx.utils import import_utils\n"
-        "from pipelines import tfx_components as t\n"
+        "from portside.pipelines import tfx_components as t\n"
         "for name in ['TrainingSetExampleGen', *map(t.component_name, t.TFX_COMPONENTS)]:\n"
-        "    cls = import_utils.import_class_by_path(f'pipelines.tfx_components.{name}_Executor')\n"
+        "    path = f'portside.pipelines.tfx_components.{name}_Executor'\n"
+        "    cls = import_utils.import_class_by_path(path)\n"
         "    print(cls.__name__)\n"
     )
     done = run_command([str(tfx_python), "-c", script])

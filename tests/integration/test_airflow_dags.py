@@ -52,13 +52,13 @@ FAST = {"epochs": 2}
 # times the production profile was read.
 PROBE = f"""
 import json, sys, time
-import pipelines.profile
+import portside.pipelines.profile
 profile_loads = []
-read_profile = pipelines.profile.load_profile
+read_profile = portside.pipelines.profile.load_profile
 def counted_load_profile(*args, **kwargs):
     profile_loads.append(str(args[0]))
     return read_profile(*args, **kwargs)
-pipelines.profile.load_profile = counted_load_profile
+portside.pipelines.profile.load_profile = counted_load_profile
 started = time.perf_counter()
 from airflow.dag_processing.dagbag import DagBag
 from airflow.serialization.serialized_objects import DagSerialization
@@ -201,7 +201,7 @@ def test_dagbag_local(airflow):
     assert tasks["validate"]["links"] == ["Report", "Run manifest"]
     assert tasks["evaluate"]["links"] == ["Plots", "Run manifest"]
     argv = tasks["features"]["argv"]
-    assert argv[1:4] == ["-m", "components", "features"]
+    assert argv[1:4] == ["-m", "portside.components", "features"]
     assert "--rows-until" in argv and "--cache-dir" in argv
     assert {
         "feature_service",
@@ -219,7 +219,13 @@ def test_dagbag_local(airflow):
     assert features["schedule"]["interval"] == "1:00:00"
     (materialize,) = features["tasks"].values()
     assert materialize["outlets"] == ["features_fresh"]
-    assert materialize["argv"][1:6] == ["-m", "pipelines.cli", "features", "materialize", "--start"]
+    assert materialize["argv"][1:6] == [
+        "-m",
+        "portside.pipelines.cli",
+        "features",
+        "materialize",
+        "--start",
+    ]
     assert "landed" in materialize["argv"]
 
 
@@ -442,7 +448,7 @@ def stored_counts(repo: Path) -> set[int]:
 @pytest.fixture(scope="module")
 def baseline(training_set, base) -> Path:
     """validate's output over the session's training set: the champion's baseline."""
-    from components.validate.run import run as validate
+    from portside.components.validate.run import run as validate
 
     folder = base / "baseline"
     validate(str(training_set), str(folder), str(EXPECTATION_SUITE), LOGICAL_DATE)

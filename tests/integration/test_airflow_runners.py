@@ -37,7 +37,7 @@ if __name__ != "__main__":
     from test_vertex_submit import _created_job
     from vertex_loopback import LOCATION, Loopback, new_bucket_routes
 
-    from components.image import component_image
+    from portside.components.image import component_image
 
     pytestmark = pytest.mark.integration
     PROFILE = ROOT / "deploy" / "profiles" / "production.yaml"
@@ -342,7 +342,7 @@ def _flag(arguments: list[str], flag: str) -> str:
 
 
 def test_training_dag_runs_each_step_as_a_pod_of_the_project_image(airflow_db, tmp_path):
-    from pipelines.profile import load_profile
+    from portside.pipelines.profile import load_profile
 
     profile = load_profile(PROFILE, environ={})
     cluster = KubeCluster()
@@ -369,7 +369,7 @@ def test_training_dag_runs_each_step_as_a_pod_of_the_project_image(airflow_db, t
         assert spec["restartPolicy"] == "Never"
         assert container["image"] == image
         assert container["imagePullPolicy"] == "IfNotPresent"
-        assert container["command"] == ["python", "-m", "components"]
+        assert container["command"] == ["python", "-m", "portside.components"]
         arguments = container["args"]
         assert arguments[0] == step and "--no-cache" in arguments
         assert not any("{{" in a or "{%" in a for a in arguments), arguments
@@ -419,7 +419,7 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG
 
-from pipelines.airflow_binding import Binding
+from portside.pipelines.airflow_binding import Binding
 
 with DAG(
     "portside_exit_codes",
@@ -503,8 +503,8 @@ def test_exit_codes_retry_fail_or_skip_the_pod_tasks(airflow_db, tmp_path):
     ],
 )
 def test_bad_kubernetes_settings_are_refused_naming_the_field(field, value, message):
-    from components.errors import ConfigurationError
-    from pipelines.profile import load_profile
+    from portside.components.errors import ConfigurationError
+    from portside.pipelines.profile import load_profile
 
     environ = {f"PORTSIDE_KUBERNETES__{field.upper()}": value}
     with pytest.raises(ConfigurationError, match=f"kubernetes.{field}: .*{re.escape(message)}"):
@@ -512,7 +512,7 @@ def test_bad_kubernetes_settings_are_refused_naming_the_field(field, value, mess
 
 
 def test_task_resources_override_the_defaults_per_task():
-    from pipelines.profile import load_profile
+    from portside.pipelines.profile import load_profile
 
     kube = load_profile(PROFILE, environ={}).kubernetes
     assert kube.resources_for("train") == {
@@ -585,7 +585,7 @@ def _vertex_env(server_url: str, credentials: str) -> dict[str, str]:
 def test_vertex_mode_submits_the_compiled_pipeline_and_waits_deferred(
     airflow_db, tmp_path, google_credentials
 ):
-    from pipelines.profile import load_profile
+    from portside.pipelines.profile import load_profile
 
     profile = load_profile(PROFILE, environ={})
     jobs = PipelineJobs(["PIPELINE_STATE_RUNNING", "PIPELINE_STATE_SUCCEEDED"])
@@ -646,7 +646,7 @@ from datetime import datetime, timezone
 
 from airflow.sdk import DAG
 
-from pipelines.airflow_vertex import VertexPipelineOperator
+from portside.pipelines.airflow_vertex import VertexPipelineOperator
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 with DAG("portside_vertex_failure", schedule=None, start_date=START) as dag:

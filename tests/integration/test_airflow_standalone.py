@@ -24,7 +24,7 @@ from airflow_env import (
 )
 from mlflow_server import free_port
 
-from pipelines.airflow_standalone import PASSWORDS_FILE, health, port_is_free
+from portside.pipelines.airflow_standalone import PASSWORDS_FILE, health, port_is_free
 
 pytestmark = pytest.mark.integration
 

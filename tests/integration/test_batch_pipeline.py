@@ -12,10 +12,10 @@ import yaml
 from conftest import MODEL_NAME, ROOT
 from vertex_loopback import LOCATION, Loopback, ModelRegistry, new_bucket_routes
 
-from components.batch_predict.vertex import VertexBatchJob, run_batch_job
-from components.errors import ConfigurationError
-from components.image import component_image
-from pipelines.profile import load_profile
+from portside.components.batch_predict.vertex import VertexBatchJob, run_batch_job
+from portside.components.errors import ConfigurationError
+from portside.components.image import component_image
+from portside.pipelines.profile import load_profile
 
 pytestmark = pytest.mark.integration
 
@@ -188,7 +188,7 @@ def _vertex_profile():
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> Path:
-    from pipelines.batch_pipeline import compile_batch_pipeline
+    from portside.pipelines.batch_pipeline import compile_batch_pipeline
 
     return compile_batch_pipeline(tmp_path_factory.mktemp("ir") / "batch.yaml", _vertex_profile())
 
@@ -228,7 +228,7 @@ def test_the_compiled_pipeline_is_submitted_as_is(compiled, monkeypatch):
     """`portside submit --template batch.yaml` sends it: no registry parameter to refuse."""
     from google.auth.credentials import AnonymousCredentials
 
-    from pipelines.vertex import VertexTarget, submit
+    from portside.pipelines.vertex import VertexTarget, submit
 
     def created(request, match):
         name = f"projects/{PROJECT}/locations/{REGION}/pipelineJobs/batch-1"
@@ -252,7 +252,7 @@ def test_the_compiled_pipeline_is_submitted_as_is(compiled, monkeypatch):
 
 
 def test_portside_compile_batch(tmp_path, monkeypatch):
-    from pipelines.cli import main
+    from portside.pipelines.cli import main
 
     out = tmp_path / "batch.yaml"
     monkeypatch.setenv("PORTSIDE_REGISTRY__KIND", "mlflow")

@@ -14,10 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import EXAMPLE, MODEL_NAME, run_component, write_validation_summary
 
-from components.common.artifacts import BATCH_METRICS_FILE, PREDICTIONS_FILE, TRAINING_SET_FILE
-from components.common.model_io import ServingModel
-from components.errors import ConfigurationError, InputDataError
-from components.lineage import content_hash
+from portside.components.common.artifacts import (
+    BATCH_METRICS_FILE,
+    PREDICTIONS_FILE,
+    TRAINING_SET_FILE,
+)
+from portside.components.common.model_io import ServingModel
+from portside.components.errors import ConfigurationError, InputDataError
+from portside.components.lineage import content_hash
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +34,8 @@ KEYS = ["user_id", "event_timestamp"]
 def registry(training_set, tmp_path_factory):
     """Two versions of one trained model in an MLflow registry: v1, then v2 (the champion)
     with the same weights but other content."""
-    from components.push.registry import Registry
-    from components.train.run import run as train
+    from portside.components.push.registry import Registry
+    from portside.components.train.run import run as train
 
     root = tmp_path_factory.mktemp("batch_model")
     validation = write_validation_summary(root / "validation", passed=True)
@@ -68,7 +72,7 @@ def entity_rows(workspace, tmp_path_factory):
 def reference(workspace, entity_rows, registry, tmp_path_factory):
     """The features component's training set for the same rows (label added back: it needs
     one) and the serving signature's scores on it."""
-    from components.features.run import run as build_training_set
+    from portside.components.features.run import run as build_training_set
 
     root = tmp_path_factory.mktemp("batch_reference")
     labelled = pd.read_parquet(entity_rows).assign(**{EXAMPLE["label_column"]: 0})
@@ -84,7 +88,7 @@ def reference(workspace, entity_rows, registry, tmp_path_factory):
 
 
 def _score(workspace, registry, rows, out, **params):
-    from components.batch_predict.run import run
+    from portside.components.batch_predict.run import run
 
     result = run(
         str(rows),

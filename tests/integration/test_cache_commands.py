@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import BIN, run_cli, run_command
 
-from components.runtime import execute, temporary_path
-from components.spec import Artifact, ComponentSpec, Parameter
+from portside.components.runtime import execute, temporary_path
+from portside.components.spec import Artifact, ComponentSpec, Parameter
 
 DAY = 86400
 BLOB = 100_000
@@ -37,7 +37,8 @@ SPEC = ComponentSpec(
 def _dead_writers_staging(entry: Path) -> Path:
     """A staging folder named by the runtime in a process that then died."""
     code = (
-        "import sys; from pathlib import Path; from components.runtime import temporary_path; "
+        "import sys; from pathlib import Path; "
+        "from portside.components.runtime import temporary_path; "
         "p = temporary_path(Path(sys.argv[1]), 'tmp'); p.mkdir(); (p / 'half').write_text('x'); "
         "print(p)"
     )

@@ -88,7 +88,7 @@ def test_materialize_without_start_is_a_clear_error(workspace):
         [
             sys.executable,
             "-m",
-            "pipelines.cli",
+            "portside.pipelines.cli",
             "features",
             "materialize",
             "--repo",

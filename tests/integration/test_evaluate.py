@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 from conftest import LABEL, copy_training_set, write_validation_summary
 
-from components.common import model_io
-from components.common.splits import time_split
-from components.errors import GateFailed
-from components.evaluate.run import run as evaluate
-from components.push.registry import Registry
-from components.push.run import run as push
+from portside.components.common import model_io
+from portside.components.common.splits import time_split
+from portside.components.errors import GateFailed
+from portside.components.evaluate.run import run as evaluate
+from portside.components.push.registry import Registry
+from portside.components.push.run import run as push
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def passed(tmp_path_factory):
 
 
 def _train(training_set: Path, validation: Path, out: Path, db: Path) -> Path:
-    from components.train.run import run as train
+    from portside.components.train.run import run as train
 
     train(str(training_set), str(validation), str(out), epochs=EPOCHS, tracking_uri=str(db))
     return out

@@ -12,11 +12,11 @@ import pytest
 from conftest import BIN, DATA_END, EXAMPLE, ROOT, FeatureWorkspace, make_workspace, run_cli
 from corruptions import scaled, write_training_set
 
-from components.errors import ConfigurationError, InputDataError
-from components.validate.propose import ProposalSettings, is_proposed, propose
-from components.validate.run import read_training_set
-from components.validate.run import run as validate
-from pipelines.cli import main as portside
+from portside.components.errors import ConfigurationError, InputDataError
+from portside.components.validate.propose import ProposalSettings, is_proposed, propose
+from portside.components.validate.run import read_training_set
+from portside.components.validate.run import run as validate
+from portside.pipelines.cli import main as portside
 
 pytestmark = pytest.mark.integration
 
@@ -53,8 +53,8 @@ class TrainingSets:
         self.workspace, self.root = workspace, root
 
     def build(self, config: DataConfig) -> Path:
-        from components.features.run import run as build_training_set
-        from synthetic_data import SyntheticDataConfig, generate
+        from portside.components.features.run import run as build_training_set
+        from portside.synthetic_data import SyntheticDataConfig, generate
 
         out = self.root / f"t{config.transactions}-u{config.users}-s{config.seed}"
         if not out.exists():

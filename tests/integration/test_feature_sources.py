@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import BIN, EXAMPLE, FEATURE_SERVICE, ROOT, make_workspace, run_cli, run_command
 
-from components.errors import ConfigurationError
+from portside.components.errors import ConfigurationError
 
 pytestmark = pytest.mark.integration
 VARIABLE = "PORTSIDE_FEATURE_SOURCES"
@@ -59,7 +59,7 @@ def bare_workspace(workspace, tmp_path):
 def test_a_directory_elsewhere_is_registered_and_read_by_the_features_component(
     workspace, bare_workspace, tmp_path
 ):
-    from components.features.run import run as build_training_set
+    from portside.components.features.run import run as build_training_set
 
     elsewhere = tmp_path / "mounted" / "sources"
     shutil.copytree(workspace.sources, elsewhere)
@@ -82,7 +82,7 @@ def test_a_directory_elsewhere_is_registered_and_read_by_the_features_component(
 
 @pytest.mark.parametrize("location", ["gs://bucket/prefix", "gs://bucket/prefix/"])
 def test_object_storage_paths_are_registered_without_reading_data(bare_workspace, location):
-    from components.features.feast_repo import open_store, resolve_service
+    from portside.components.features.feast_repo import open_store, resolve_service
 
     # Source validation would open the bucket; the registry contents need no network.
     _apply(bare_workspace.repo, location, "--skip-source-validation")
@@ -105,7 +105,7 @@ def test_bigquery_tables_are_registered_and_the_duckdb_engine_refuses_them(
 ):
     from feast import BigQuerySource
 
-    from components.features.run import run as build_training_set
+    from portside.components.features.run import run as build_training_set
 
     # Source validation would query BigQuery; the registry contents need no network.
     _apply(bare_workspace.repo, "bigquery://p.d", "--skip-source-validation")

@@ -21,9 +21,9 @@ from conftest import (
     run_component,
 )
 
-from components.errors import ConfigurationError, InputDataError
-from components.features.run import MANIFEST_FILE, TRAINING_SET_FILE, content_fingerprint
-from components.features.run import run as build
+from portside.components.errors import ConfigurationError, InputDataError
+from portside.components.features.run import MANIFEST_FILE, TRAINING_SET_FILE, content_fingerprint
+from portside.components.features.run import run as build
 
 pytestmark = pytest.mark.integration
 
@@ -330,8 +330,8 @@ def test_feast_engine_refuses_as_known_semantics(workspace, tmp_path):
 def test_cached_training_set_is_reused_until_a_source_changes(workspace, tmp_path):
     from conftest import make_workspace
 
-    from components.registry import get_spec
-    from components.runtime import execute
+    from portside.components.registry import get_spec
+    from portside.components.runtime import execute
 
     ws = make_workspace(tmp_path / "ws")
     run_cli([str(BIN / "feast"), "apply"], cwd=ws.repo)

@@ -24,10 +24,10 @@ from conftest import (
 )
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
 
-from components.errors import ConfigurationError
-from components.features.materialize import materialize, materialize_incremental
-from components.features.online import lookup
-from components.features.online_values import encode_column, serialize_entity_keys
+from portside.components.errors import ConfigurationError
+from portside.components.features.materialize import materialize, materialize_incremental
+from portside.components.features.online import lookup
+from portside.components.features.online_values import encode_column, serialize_entity_keys
 
 pytestmark = pytest.mark.integration
 
@@ -217,8 +217,8 @@ def test_bad_materialize_arguments_are_clear(workspace):
 
 def _as_known_training_features(repo, users: list[int], moment, tmp_path) -> pd.DataFrame:
     """What the features component (as_known) gives each user at `moment`."""
-    from components.features.run import TRAINING_SET_FILE
-    from components.features.run import run as build_training_set
+    from portside.components.features.run import TRAINING_SET_FILE
+    from portside.components.features.run import run as build_training_set
 
     rows = pd.DataFrame({"user_id": users, "event_timestamp": [moment] * len(users)})
     rows = rows.assign(is_fraud=0, **REQUEST)

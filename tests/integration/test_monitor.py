@@ -39,8 +39,8 @@ BASELINE_START = DATA_END - timedelta(days=60)
 @pytest.fixture(scope="module")
 def drifted(tmp_path_factory):
     """The data, its training set and validate's baseline on [BASELINE_START, HOLDOUT_START)."""
-    from components.features.run import run as build_training_set
-    from components.validate.run import run as validate
+    from portside.components.features.run import run as build_training_set
+    from portside.components.validate.run import run as validate
 
     root = tmp_path_factory.mktemp("drift")
     sources = root / "sources"

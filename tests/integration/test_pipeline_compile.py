@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.errors import ConfigurationError
-from components.image import component_image
-from components.registry import PIPELINE_ORDER
-from pipelines.compile import compile_pipeline
-from pipelines.kfp_components import component_source
-from pipelines.profile import load_profile
+from portside.components.errors import ConfigurationError
+from portside.components.image import component_image
+from portside.components.registry import PIPELINE_ORDER
+from portside.pipelines.compile import compile_pipeline
+from portside.pipelines.kfp_components import component_source
+from portside.pipelines.profile import load_profile
 
 pytestmark = pytest.mark.integration
 PRODUCTION = Path(__file__).resolve().parents[2] / "deploy" / "profiles" / "production.yaml"
@@ -124,7 +124,7 @@ def test_evaluate_and_push_share_the_registry_target(tmp_path):
 
 
 def test_push_to_vertex_takes_the_model_artifacts_own_uri():
-    from pipelines.kfp_shim import with_artifact_uris
+    from portside.pipelines.kfp_shim import with_artifact_uris
 
     uris = {"model": "gs://root/job/train/model", "evaluation": "gs://root/job/evaluate/e"}
     vertex = with_artifact_uris("push", {"registry": "vertex", "vertex_artifact_uri": ""}, uris)
@@ -133,7 +133,7 @@ def test_push_to_vertex_takes_the_model_artifacts_own_uri():
     assert with_artifact_uris("push", given, uris) == given
     mlflow = {"registry": "mlflow", "vertex_artifact_uri": ""}
     assert with_artifact_uris("push", mlflow, uris) == mlflow  # keys Portside's cache as before
-    source = component_source(__import__("components.registry").registry.get_spec("push"))
+    source = component_source(__import__("portside.components.registry").registry.get_spec("push"))
     assert "'model': model.uri" in source
 
 
@@ -156,14 +156,16 @@ def test_aiplatform_pipeline_job_accepts_the_template(compiled):
 
 
 def test_generated_component_source_is_typed():
-    source = component_source(__import__("components.registry").registry.get_spec("evaluate"))
+    source = component_source(
+        __import__("portside.components.registry").registry.get_spec("evaluate")
+    )
     assert "model: Input[Model]" in source
     assert "evaluation: Output[Metrics]" in source
     assert source.split("\n")[0].endswith("-> bool:")  # the blessing
 
 
 def test_scale_out_custom_job_runs_as_the_profiles_account_network_and_key(profile, tmp_path):
-    from pipelines.training_pipeline import VertexTraining
+    from portside.pipelines.training_pipeline import VertexTraining
 
     path = compile_pipeline(
         tmp_path / "scale.yaml",
@@ -195,7 +197,7 @@ def test_scale_out_custom_job_runs_as_the_profiles_account_network_and_key(profi
 
 
 def test_scale_out_without_a_service_account_is_refused(tmp_path):
-    from pipelines.training_pipeline import JobSettings, VertexTraining, create_pipeline
+    from portside.pipelines.training_pipeline import JobSettings, VertexTraining, create_pipeline
 
     with pytest.raises(ConfigurationError, match="vertex.service_account"):
         create_pipeline(vertex_training=VertexTraining(), jobs=JobSettings())

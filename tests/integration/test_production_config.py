@@ -20,7 +20,7 @@ from conftest import (
 )
 from test_materialize import ALL_FEATURES, _users, offline_at, online
 
-from components.features.materialize import materialize_incremental
+from portside.components.features.materialize import materialize_incremental
 
 pytestmark = pytest.mark.integration
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -74,7 +74,7 @@ PROFILE = ROOT / "deploy" / "profiles" / "production.yaml"
 
 
 def test_production_profile_loads_with_in_image_paths():
-    from pipelines.profile import IN_IMAGE_REPO, load_profile
+    from portside.pipelines.profile import IN_IMAGE_REPO, load_profile
 
     profile = load_profile(PROFILE, environ={})
     assert profile.image.feature_repo == IN_IMAGE_REPO
@@ -87,7 +87,7 @@ def test_production_profile_loads_with_in_image_paths():
 
 
 def test_environment_overrides_the_profile_when_loaded():
-    from pipelines.profile import load_profile
+    from portside.pipelines.profile import load_profile
 
     environ = {
         "PORTSIDE_REGISTRY__TRACKING_URI": "http://mlflow.other:5000",
@@ -105,8 +105,8 @@ CONTAINER_LOCAL = ["", "sqlite:///data/mlflow/mlflow.db", "file:///tmp/mlruns", 
 
 @pytest.mark.parametrize("tracking_uri", CONTAINER_LOCAL)
 def test_a_container_local_registry_is_refused_naming_the_setting(tracking_uri):
-    from components.errors import ConfigurationError
-    from pipelines.profile import load_profile
+    from portside.components.errors import ConfigurationError
+    from portside.pipelines.profile import load_profile
 
     environ = {"PORTSIDE_REGISTRY__TRACKING_URI": tracking_uri}
     with pytest.raises(ConfigurationError, match=r"production\.yaml: registry\.tracking_uri"):
@@ -115,8 +115,8 @@ def test_a_container_local_registry_is_refused_naming_the_setting(tracking_uri):
 
 @pytest.mark.parametrize("tracking_uri", CONTAINER_LOCAL)
 def test_vertex_needs_a_shared_tracking_server_for_the_runs(tracking_uri):
-    from components.errors import ConfigurationError
-    from pipelines.profile import load_profile
+    from portside.components.errors import ConfigurationError
+    from portside.pipelines.profile import load_profile
 
     # Vertex holds the models, but train's and evaluate's MLflow runs would stay in the pod.
     environ = {"PORTSIDE_REGISTRY__KIND": "vertex", "PORTSIDE_REGISTRY__TRACKING_URI": tracking_uri}
@@ -133,8 +133,8 @@ def test_vertex_needs_a_shared_tracking_server_for_the_runs(tracking_uri):
 def test_a_profile_without_a_tracking_uri_is_refused(tmp_path, kind):
     import yaml
 
-    from components.errors import ConfigurationError
-    from pipelines.profile import load_profile
+    from portside.components.errors import ConfigurationError
+    from portside.pipelines.profile import load_profile
 
     base = yaml.safe_load(PROFILE.read_text())
     base["registry"] = {"kind": kind, "model_name": "m"}  # tracking_uri left out
@@ -179,8 +179,8 @@ def test_compile_submit_and_schedule_refuse_vertex_without_a_tracking_uri(tmp_pa
 def test_bad_profiles_name_the_file_and_field(tmp_path, text, message):
     import yaml
 
-    from components.errors import ConfigurationError
-    from pipelines.profile import load_profile
+    from portside.components.errors import ConfigurationError
+    from portside.pipelines.profile import load_profile
 
     base = yaml.safe_load(PROFILE.read_text())
     path = tmp_path / "profile.yaml"
@@ -210,9 +210,9 @@ def test_compile_refuses_a_container_local_registry(tmp_path):
 def test_the_source_location_is_compiled_onto_every_task(tmp_path):
     import yaml
 
-    from components.registry import PIPELINE_ORDER
-    from pipelines.compile import compile_pipeline
-    from pipelines.profile import load_profile
+    from portside.components.registry import PIPELINE_ORDER
+    from portside.pipelines.compile import compile_pipeline
+    from portside.pipelines.profile import load_profile
 
     profile = load_profile(PROFILE, environ={"PORTSIDE_FEAST__SOURCES": "bigquery://proj.feast"})
     assert profile.feast.sources == "bigquery://proj.feast"
@@ -226,8 +226,8 @@ def test_the_source_location_is_compiled_onto_every_task(tmp_path):
 def test_a_profile_without_a_source_location_is_refused(tmp_path):
     import yaml
 
-    from components.errors import ConfigurationError
-    from pipelines.profile import load_profile
+    from portside.components.errors import ConfigurationError
+    from portside.pipelines.profile import load_profile
 
     base = yaml.safe_load(PROFILE.read_text())
     del base["feast"]["sources"]

@@ -32,11 +32,11 @@ from conftest import (
 from mlflow_server import mlflow_server_url  # noqa: F401  (the fixture)
 from vertex_loopback import LOCATION, Loopback, ModelRegistry, ObjectStore
 
-from components.common import model_io
-from components.errors import ConfigurationError, GateFailed, InputDataError
-from components.lineage import content_hash
-from components.push.champion import identity
-from components.push.registry import (
+from portside.components.common import model_io
+from portside.components.errors import ConfigurationError, GateFailed, InputDataError
+from portside.components.lineage import content_hash
+from portside.components.push.champion import identity
+from portside.components.push.registry import (
     COMPLETE_TAG,
     HASH_TAG,
     HISTORY_TAG,
@@ -44,8 +44,8 @@ from components.push.registry import (
     RegistryError,
     is_complete,
 )
-from components.push.run import run as push
-from components.push.spec import DEFAULT_VERTEX_SERVING_IMAGE
+from portside.components.push.run import run as push
+from portside.components.push.spec import DEFAULT_VERTEX_SERVING_IMAGE
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +60,8 @@ def db(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(training_set, db, tmp_path_factory):
     """A trained model and the evaluation that blessed it."""
-    from components.evaluate.run import run as evaluate
-    from components.train.run import run as train
+    from portside.components.evaluate.run import run as evaluate
+    from portside.components.train.run import run as train
 
     root = tmp_path_factory.mktemp("model")
     write_validation_summary(root / "validation", passed=True)
@@ -327,19 +327,19 @@ def _holds_except(unreadable: str):
     return holds
 
 
-# Runs commands (`components.__main__.main`, what `python -m components` calls, or the
+# Runs commands (`components.__main__.main`, what `python -m portside.components` calls, or the
 # `portside` CLI) in forked children of one process that paid the imports once, all at once,
 # so they race for the registry and kills land in their own work, not in seconds of imports.
 # Each stdin line: {"orders": [{"cli", "argv", "delay", "log"}, ...]}; each stdout line: how
 # each child ended, killed at `delay` seconds if still running.
 FORKER = r"""
 import json, os, signal, sys, time
-import components.__main__ as entrypoint
-import pipelines.cli
-import components.push.run, components.runtime, mlflow.artifacts, mlflow.tracking
+import portside.components.__main__ as entrypoint
+import portside.pipelines.cli
+import portside.components.push.run, portside.components.runtime, mlflow.artifacts, mlflow.tracking
 import mlflow.store.model_registry.sqlalchemy_store, mlflow.store.tracking.sqlalchemy_store
 import mlflow.store.model_registry.rest_store, mlflow.store.tracking.rest_store
-MAINS = {"components": entrypoint.main, "portside": pipelines.cli.main}
+MAINS = {"components": entrypoint.main, "portside": portside.pipelines.cli.main}
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
     orders = json.loads(line)["orders"]
@@ -448,7 +448,7 @@ def check_registry(uri: str, name: str, rows: pd.DataFrame, loaded: set[str]) ->
 
 
 def _alive(tags: dict) -> bool:
-    from components.push.lock import _free
+    from portside.components.push.lock import _free
 
     return not _free(tags, time.time())
 
@@ -616,7 +616,7 @@ def vertex(monkeypatch):
 
 
 def _vertex_registry(vertex: VertexLoopback):
-    from components.push.vertex import VertexRegistry
+    from portside.components.push.vertex import VertexRegistry
 
     return VertexRegistry(PROJECT, REGION, vertex.server.url, MODEL_NAME)
 
@@ -666,7 +666,7 @@ def test_vertex_upload_through_the_real_client(model, vertex, tmp_path):
 def test_vertex_evaluate_compares_against_the_vertex_champion_and_push_swaps_it(
     model, training_set, vertex, db, tmp_path
 ):
-    from components.evaluate.run import run as evaluate
+    from portside.components.evaluate.run import run as evaluate
 
     validation = write_validation_summary(tmp_path / "validation", passed=True)
     _push_vertex(model, tmp_path / "p1", vertex, champion=None)  # first run: v1

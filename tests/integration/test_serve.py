@@ -1,4 +1,4 @@
-"""The prediction server for real: `python -m components serve` over a materialized Feast
+"""The prediction server for real: `python -m portside.components serve` over a materialized Feast
 online store (SQLite) and an MLflow registry holding a trained champion; requests through both
 protocols (Vertex AI's JSON, and the Open Inference Protocol v2 through NVIDIA's tritonclient),
 bad requests, metrics, and a registry without a champion that gets one while the server runs.
@@ -36,7 +36,7 @@ from conftest import (
 )
 from mlflow_server import free_port
 
-from pipelines.local_server import LocalServer, ServerNotReady
+from portside.pipelines.local_server import LocalServer, ServerNotReady
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,7 @@ def metric(server: LocalServer, series: str) -> float:
 
 def start_server(repo: Path, tracking_uri: Path, log: Path, *more: str) -> LocalServer:
     port = free_port()
-    command = [sys.executable, "-m", "components", "serve", "--feature-repo", str(repo)]
+    command = [sys.executable, "-m", "portside.components", "serve", "--feature-repo", str(repo)]
     command += ["--model-name", MODEL_NAME, "--tracking-uri", str(tracking_uri)]
     command += ["--port", str(port), *more]
     return LocalServer.start(command, port, log, cwd=ROOT)
@@ -96,11 +96,11 @@ def stop_server(server: LocalServer) -> bool:
 
 def train_and_push(repo: Path, rows: Path, root: Path, tracking_uri: Path) -> Path:
     """features -> train -> evaluate -> push: a champion in `tracking_uri`; its model dir."""
-    from components.evaluate.run import run as evaluate
-    from components.features.run import run as build_training_set
-    from components.push.run import run as push
-    from components.train.run import run as train
-    from components.validate.run import run as validate
+    from portside.components.evaluate.run import run as evaluate
+    from portside.components.features.run import run as build_training_set
+    from portside.components.push.run import run as push
+    from portside.components.train.run import run as train
+    from portside.components.validate.run import run as validate
 
     training_set = root / "training_set"
     build_training_set(str(rows), str(training_set), feature_repo=str(repo), **EXAMPLE)
@@ -131,8 +131,8 @@ def train_and_push(repo: Path, rows: Path, root: Path, tracking_uri: Path) -> Pa
 def materialized(tmp_path_factory):
     """A workspace whose data ends this hour, applied and materialized online; and the end
     of what was materialized (the rows that had landed by then)."""
-    from components.features.materialize import materialize
-    from synthetic_data import SyntheticDataConfig, generate
+    from portside.components.features.materialize import materialize
+    from portside.synthetic_data import SyntheticDataConfig, generate
 
     root = tmp_path_factory.mktemp("serve")
     end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
@@ -196,8 +196,8 @@ def instances(workspace, n: int = 5) -> list[dict]:
 
 
 def test_vertex_route_scores_the_served_features_with_the_champion(server, fresh_data, champion):
-    from components.common.model_io import ServingModel
-    from components.features.online import OnlineLookup
+    from portside.components.common.model_io import ServingModel
+    from portside.components.features.online import OnlineLookup
 
     rows = instances(fresh_data)
     status, answer = call(
@@ -230,8 +230,8 @@ def test_no_training_serving_skew(server, materialized, champion, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from components.common.model_io import ServingModel
-    from components.features.run import run as build_training_set
+    from portside.components.common.model_io import ServingModel
+    from portside.components.features.run import run as build_training_set
 
     workspace, until = materialized
     rows = instances(workspace, 40)
@@ -297,7 +297,7 @@ def test_the_monitor_reads_what_the_server_logged(fresh_data, champion, tmp_path
     args += ["--labels", str(fresh_data.sources / "labels.parquet")]
     args += ["--labels-key", "transaction_id", "--min-labels", "100", "--min-samples", "100"]
     done = subprocess.run(
-        [sys.executable, "-m", "components", "monitor", *args],
+        [sys.executable, "-m", "portside.components", "monitor", *args],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -551,7 +551,7 @@ def test_no_champion_is_503_with_the_reason_then_served_without_restart(
         assert status == 503 and "has no champion" in answer["error"]
         assert call(server.url + "/v2/health/ready")[0] == 503
 
-        from components.push.run import run as push
+        from portside.components.push.run import run as push
 
         model_dir = champion[0]
         evaluation = model_dir.parent / "evaluation"
@@ -578,8 +578,8 @@ def _blessing_for_empty(evaluation: Path, root: Path, tracking_uri: Path) -> Pat
     evaluate would have recorded there."""
     import shutil
 
-    from components.push.champion import identity
-    from components.push.registry import Registry
+    from portside.components.push.champion import identity
+    from portside.components.push.registry import Registry
 
     target = root / "evaluation"
     shutil.copytree(evaluation, target)
@@ -611,8 +611,8 @@ def _variants(model_dir: Path, root: Path, tracking_uri: Path) -> list[str]:
     a registry of their own; the versions, the last one the champion."""
     import shutil
 
-    from components.lineage import content_hash
-    from components.push.registry import Registry
+    from portside.components.lineage import content_hash
+    from portside.components.push.registry import Registry
 
     registry = Registry(str(tracking_uri), MODEL_NAME)
     expected = None
@@ -627,7 +627,7 @@ def _variants(model_dir: Path, root: Path, tracking_uri: Path) -> list[str]:
 def test_the_champion_moves_under_load_without_a_failed_request(fresh_data, champion, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from components.push.registry import Registry
+    from portside.components.push.registry import Registry
 
     tracking_uri = tmp_path / "moves" / "mlflow.db"
     tracking_uri.parent.mkdir()
@@ -702,7 +702,7 @@ def test_a_canary_answers_its_share_of_entities_the_same_way_every_time(
 ):
     """30% canary of v1 beside champion v3: each user's requests always reach the arm its
     entity key hashes to (the same function on every replica); the log and metrics say which."""
-    from components.serve.arms import canary_bucket
+    from portside.components.serve.arms import canary_bucket
 
     folder = tmp_path / "log"
     server = start_server(
@@ -790,7 +790,7 @@ def test_challenger_flags_that_do_not_fit_together_are_refused():
         (["--challenger-version", "1", "--shadow"], "set prediction-log"),
         (["--challenger-version", "1", "--canary-percent", "150"], "between 0 and 100"),
     ]:
-        command = [sys.executable, "-m", "components", "serve", "--model-name", MODEL_NAME]
+        command = [sys.executable, "-m", "portside.components", "serve", "--model-name", MODEL_NAME]
         done = subprocess.run(command + flags, cwd=ROOT, capture_output=True, text=True)
         assert done.returncode == 2 and reason in done.stderr, (flags, done.stderr)
 
@@ -832,7 +832,7 @@ def redis_workspace(fresh_data, tmp_path):
     """The fresh data's repo on a private Redis online store, materialized."""
     import yaml
 
-    from components.features.materialize import materialize
+    from portside.components.features.materialize import materialize
 
     redis = PrivateRedis(free_port(), tmp_path)
     redis.start()

@@ -33,15 +33,15 @@ def container(service) -> dict:
 
 @pytest.fixture(scope="module")
 def profile():
-    from pipelines.profile import load_profile
+    from portside.pipelines.profile import load_profile
 
     return load_profile(PROFILE, environ={})
 
 
 def _served(args: list[str]) -> argparse.Namespace:
-    """`args` as `python -m components serve` parses them; an unknown or abbreviated flag
+    """`args` as `python -m portside.components serve` parses them; an unknown or abbreviated flag
     fails here."""
-    from components.serve.cli import add_arguments
+    from portside.components.serve.cli import add_arguments
 
     parser = argparse.ArgumentParser(exit_on_error=False, allow_abbrev=False)
     add_arguments(parser)
@@ -61,7 +61,7 @@ def test_it_is_a_kserve_inference_service_with_autoscaling_and_canary(service):
 
 
 def test_the_image_is_the_component_image_of_this_version(container, profile):
-    from components.image import component_image, package_version
+    from portside.components.image import component_image, package_version
 
     pyproject = (ROOT / "pyproject.toml").read_text()  # tomllib is 3.11+; the project is 3.10+
     declared = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
@@ -71,8 +71,8 @@ def test_the_image_is_the_component_image_of_this_version(container, profile):
 
 
 def test_it_runs_the_server_with_the_production_profiles_settings(container, profile):
-    from components.serve.cli import settings_from_args
-    from pipelines.vertex_deploy import SERVE_COMMAND, server_args
+    from portside.components.serve.cli import settings_from_args
+    from portside.pipelines.vertex_deploy import SERVE_COMMAND, server_args
 
     assert container["command"] == SERVE_COMMAND
     served = settings_from_args(_served(container["args"]))
@@ -101,10 +101,10 @@ def test_the_probe_and_metrics_paths_are_routes_the_app_serves(service, containe
     way (an outage must not restart pods); /metrics is Prometheus text."""
     import httpx
 
-    from components.serve.app import create_app
-    from components.serve.arms import Arms
-    from components.serve.cli import settings_from_args
-    from components.serve.holder import ModelHolder
+    from portside.components.serve.app import create_app
+    from portside.components.serve.arms import Arms
+    from portside.components.serve.cli import settings_from_args
+    from portside.components.serve.holder import ModelHolder
 
     settings = settings_from_args(_served(container["args"]))
     registry = SimpleNamespace(name=settings.model_name, uri="not read: no refresh here")

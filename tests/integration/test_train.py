@@ -18,10 +18,10 @@ from conftest import (
     write_validation_summary,
 )
 
-from components.common import model_io
-from components.common.splits import time_split
-from components.errors import GateFailed, InputDataError
-from components.features.run import load_manifest
+from portside.components.common import model_io
+from portside.components.common.splits import time_split
+from portside.components.errors import GateFailed, InputDataError
+from portside.components.features.run import load_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def tracking(tmp_path_factory):
 
 
 def _train(training_set, validation, model_dir, tracking, **params):
-    from components.train.run import run
+    from portside.components.train.run import run
 
     return run(
         str(training_set),
@@ -99,7 +99,7 @@ def test_validation_roc_auc_is_well_above_chance(trained):
 
 
 def test_serving_signature_equals_the_keras_model(training_set, tmp_path):
-    from components.train.run import (
+    from portside.components.train.run import (
         Hyperparameters,
         derive_feature_spec,
         export_model,
@@ -153,7 +153,7 @@ def test_refuses_without_validation_summary(training_set, tracking, tmp_path):
 
 
 def test_model_inputs_are_the_declared_features_never_other_columns(training_set):
-    from components.train.run import derive_feature_spec
+    from portside.components.train.run import derive_feature_spec
 
     manifest = load_manifest(training_set)
     frame = pd.read_parquet(training_set / "training_set.parquet")
@@ -182,8 +182,8 @@ def test_serving_output_is_named_by_the_contract(trained):
 
 
 def test_evaluate_holds_out_exactly_trains_test_window(training_set, passed, tracking, tmp_path):
-    from components.evaluate.run import load_test_window
-    from components.evaluate.spec import SPEC as EVALUATE
+    from portside.components.evaluate.run import load_test_window
+    from portside.components.evaluate.spec import SPEC as EVALUATE
 
     model_dir = tmp_path / "model"
     _train(training_set, passed, model_dir, tracking, epochs=1, test_fraction=0.25)

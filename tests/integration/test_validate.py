@@ -10,16 +10,16 @@ import pytest
 from conftest import DATA_END, EXPECTATION_SUITE, NUMERIC_FEATURES, run_component
 from corruptions import CORRUPTIONS, SCALINGS, write_training_set
 
-from components.common.artifacts import (
+from portside.components.common.artifacts import (
     STATISTICS_FILE,
     VALIDATION_REPORT_FILE,
     VALIDATION_RESULT_FILE,
     VALIDATION_SUMMARY_FILE,
 )
-from components.errors import ConfigurationError, GateFailed, InputDataError
-from components.validate.run import read_training_set, run
-from components.validate.statistics import numeric_columns
-from components.validate.suite import load_suite
+from portside.components.errors import ConfigurationError, GateFailed, InputDataError
+from portside.components.validate.run import read_training_set, run
+from portside.components.validate.statistics import numeric_columns
+from portside.components.validate.suite import load_suite
 
 pytestmark = pytest.mark.integration
 
@@ -137,7 +137,7 @@ def _cli_args(training_set: Path, out: Path) -> list[str]:
 
 
 def test_entrypoint_exit_codes(good_training_set, tmp_path):
-    from components.__main__ import main
+    from portside.components.__main__ import main
 
     # Exit 0 in-process (GX is imported already); exit 3 as a real process, which shows that
     # stderr holds just the one-line reason.

@@ -17,7 +17,7 @@ import pytest
 from conftest import MODEL_NAME, ROOT
 from vertex_loopback import LOCATION, Endpoints, Loopback, ModelRegistry
 
-from pipelines.cli import main
+from portside.pipelines.cli import main
 
 pytestmark = pytest.mark.integration
 PROFILE = ROOT / "deploy" / "profiles" / "production.yaml"
@@ -64,8 +64,8 @@ def vertex(monkeypatch):
 @pytest.fixture
 def champion(vertex):
     """v1 of the model, made champion by push's own code; the requests it took are forgotten."""
-    from components.push.spec import DEFAULT_VERTEX_SERVING_IMAGE
-    from components.push.vertex import VertexModelUpload, VertexRegistry
+    from portside.components.push.spec import DEFAULT_VERTEX_SERVING_IMAGE
+    from portside.components.push.vertex import VertexModelUpload, VertexRegistry
 
     upload = VertexModelUpload(
         PROJECT, REGION, CHAMPION_FILES, DEFAULT_VERTEX_SERVING_IMAGE, vertex.server.url
@@ -76,7 +76,7 @@ def champion(vertex):
 
 
 def _profile():
-    from pipelines.profile import load_profile
+    from portside.pipelines.profile import load_profile
 
     return load_profile(PROFILE)  # with the fixture's environment
 
@@ -84,7 +84,7 @@ def _profile():
 def _served(container: dict, monkeypatch) -> argparse.Namespace:
     """The container's flags as the server parses them, with the AIP_* variables Vertex AI
     sets from its port and routes."""
-    from components.serve.cli import add_arguments
+    from portside.components.serve.cli import add_arguments
 
     monkeypatch.setenv("AIP_HTTP_PORT", str(container["ports"][0]["containerPort"]))
     monkeypatch.setenv("AIP_PREDICT_ROUTE", container["predictRoute"])
@@ -97,8 +97,8 @@ def _served(container: dict, monkeypatch) -> argparse.Namespace:
 def test_first_deploy_uploads_the_server_creates_the_endpoint_and_deploys(
     champion, monkeypatch, capsys
 ):
-    from components.image import component_image
-    from components.serve.settings import DEFAULT_HEALTH_ROUTE, DEFAULT_PREDICT_ROUTE
+    from portside.components.image import component_image
+    from portside.components.serve.settings import DEFAULT_HEALTH_ROUTE, DEFAULT_PREDICT_ROUTE
 
     flags = ["--machine-type", "n1-standard-8", "--min-replicas", "2", "--max-replicas", "5"]
     assert champion.deploy(*flags) == 0
@@ -117,7 +117,7 @@ def test_first_deploy_uploads_the_server_creates_the_endpoint_and_deploys(
     assert model["encryptionSpec"]["kmsKeyName"] == profile.vertex.encryption_key
     container = model["containerSpec"]
     assert container["imageUri"] == component_image()
-    assert container["command"] == ["python", "-m", "components", "serve"]
+    assert container["command"] == ["python", "-m", "portside.components", "serve"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == profile.feast.environment()
     assert container["ports"] == [{"containerPort": 8080}]
@@ -234,7 +234,7 @@ def test_dry_run_prints_what_would_be_sent_and_sends_nothing(vertex, capsys):
     assert preview["champion"] == f"vertex {MODEL_NAME}@champion"
     upload = preview["upload"]
     assert upload["serving_container_image_uri"] == "r/server:rc1"
-    assert upload["serving_container_command"] == ["python", "-m", "components", "serve"]
+    assert upload["serving_container_command"] == ["python", "-m", "portside.components", "serve"]
     assert upload["serving_container_args"][:2] == ["--host", "0.0.0.0"]
     assert upload["serving_container_environment_variables"] == _profile().feast.environment()
     assert preview["deploy"]["traffic_percentage"] == 20

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from vertex_loopback import LOCATION, Loopback, new_bucket_routes
 
-from components.errors import ConfigurationError, PortsideError
-from pipelines.vertex import VertexTarget, parse_labels, schedule, submit
+from portside.components.errors import ConfigurationError, PortsideError
+from portside.pipelines.vertex import VertexTarget, parse_labels, schedule, submit
 
 pytestmark = pytest.mark.integration
 SERVICE_ACCOUNT = "trainer@proj-1.iam.gserviceaccount.com"
@@ -50,8 +50,8 @@ def vertex(monkeypatch):
 def template(tmp_path_factory):
     from conftest import ROOT
 
-    from pipelines.compile import compile_pipeline
-    from pipelines.profile import load_profile
+    from portside.pipelines.compile import compile_pipeline
+    from portside.pipelines.profile import load_profile
 
     profile = load_profile(ROOT / "deploy" / "profiles" / "production.yaml", environ={})
     return compile_pipeline(tmp_path_factory.mktemp("ir") / "training.yaml", profile)
@@ -208,8 +208,8 @@ def test_the_tfx_pipeline_compiles_for_vertex_and_submits(vertex, tfx_template):
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    from components.image import tfx_image
-    from pipelines.profile import load_profile
+    from portside.components.image import tfx_image
+    from portside.pipelines.profile import load_profile
 
     job = json.loads(tfx_template.read_text())
     spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
@@ -219,9 +219,9 @@ def test_the_tfx_pipeline_compiles_for_vertex_and_submits(vertex, tfx_template):
     assert len(steps) == 5, sorted(executors)
     # Every step, TFX's own included, runs in the project's TFX image.
     assert {e["container"]["image"] for e in executors.values()} == {tfx_image()}
-    assert all("pipelines.tfx_components." in json.dumps(executors[name]) for name in steps), (
-        "a Portside step does not name its executor class by path"
-    )
+    assert all(
+        "portside.pipelines.tfx_components." in json.dumps(executors[name]) for name in steps
+    ), "a Portside step does not name its executor class by path"
     titles = {
         yaml.safe_load(artifact["artifactType"]["instanceSchema"])["title"]
         for component in job["pipelineSpec"]["components"].values()

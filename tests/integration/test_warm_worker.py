@@ -17,8 +17,8 @@ import psutil
 import pytest
 from kfp import dsl
 
-from pipelines import local_run, warm_worker
-from pipelines.local_run import run_local
+from portside.pipelines import local_run, warm_worker
+from portside.pipelines.local_run import run_local
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def report_pid(marker: str) -> int:
 
     print(f"{marker} from pid {os.getpid()} in {os.getcwd()} with {os.environ['WARM_TEST']}")
     if marker == "cache hit":  # what a Portside task served from its cache says last
-        from pipelines.kfp_shim import summary_line
+        from portside.pipelines.kfp_shim import summary_line
 
         print(summary_line("report_pid", "cached", 0.01, "0" * 64))
     return os.getpid()

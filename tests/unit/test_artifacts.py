@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components.common import artifacts
-from components.common.artifacts import (
+from portside.components.common import artifacts
+from portside.components.common.artifacts import (
     TRAINING_SET_FILE,
     VALIDATION_SUMMARY_FILE,
     read_json_object,
@@ -20,7 +20,7 @@ from components.common.artifacts import (
     read_record,
     validation_gate,
 )
-from components.errors import InputDataError
+from portside.components.errors import InputDataError
 
 COMPONENTS = Path(artifacts.__file__).resolve().parents[1]
 

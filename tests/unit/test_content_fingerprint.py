@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from components.features.run import content_fingerprint
+from portside.components.features.run import content_fingerprint
 
 
 def _table() -> pa.Table:

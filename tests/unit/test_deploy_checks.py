@@ -44,7 +44,7 @@ def test_each_image_runs_unprivileged_from_a_multi_stage_build():
         assert 'org.opencontainers.image.revision="${GIT_SHA}"' in text, name
     serving = (ROOT / "deploy" / "component.Dockerfile").read_text().split("AS serving")[1]
     assert "HEALTHCHECK" in serving and "/v2/health/ready" in serving
-    assert 'ENTRYPOINT ["python", "-m", "components", "serve"]' in serving
+    assert 'ENTRYPOINT ["python", "-m", "portside.components", "serve"]' in serving
 
 
 def test_hadolint_finds_an_unpinned_root_image(check, tmp_path: Path):

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipelines.drift_alarm import decide
+from portside.pipelines.drift_alarm import decide
 
 NOW = datetime(2026, 11, 2, 2, tzinfo=timezone.utc)
 COOLDOWN = timedelta(hours=72)
@@ -41,7 +41,7 @@ def test_the_cooldown_holds_back_a_second_alarm_and_then_lets_it_through():
 
 
 def test_an_alert_says_the_verdict_its_reasons_and_where_the_report_is():
-    from pipelines.monitoring_alert import alert_payload
+    from portside.pipelines.monitoring_alert import alert_payload
 
     verdict = {
         "verdict": "skew",
@@ -71,13 +71,13 @@ def test_an_alert_says_the_verdict_its_reasons_and_where_the_report_is():
 def test_the_webhook_url_comes_from_the_connection(fields, url):
     from airflow.sdk import Connection
 
-    from pipelines.monitoring_alert import webhook_url
+    from portside.pipelines.monitoring_alert import webhook_url
 
     assert webhook_url(Connection(conn_id="portside_alerts", **fields)) == url
 
 
 def test_the_days_verdicts_merge_into_the_most_severe_with_every_finding():
-    from pipelines.drift_alarm import merge_verdicts
+    from portside.pipelines.drift_alarm import merge_verdicts
 
     features = {"verdict": "drift", "reasons": ["amount: PSI 0.3 > 0.2"], "drifted": ["amount"],
                 "findings": ["drift"], "window": {"rows": 10}}  # fmt: skip

@@ -20,8 +20,8 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
 
 def _serving_metrics() -> dict[str, set[str]]:
     """Sample names the prediction server exposes, with their labels."""
-    from components.serve.app import Metrics
-    from components.serve.prediction_log import PredictionLog
+    from portside.components.serve.app import Metrics
+    from portside.components.serve.prediction_log import PredictionLog
 
     log = PredictionLog(Path("/nonexistent"), flush_interval_s=3600)
     try:
@@ -46,9 +46,9 @@ def _monitor_metrics(tmp_path: Path) -> dict[str, set[str]]:
     """A real monitor run's metrics.prom, parsed."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from components.monitor.run import run
-    from components.validate.statistics import column_statistics
-    from components.validate.suite import Roles
+    from portside.components.monitor.run import run
+    from portside.components.validate.statistics import column_statistics
+    from portside.components.validate.suite import Roles
 
     rng = np.random.default_rng(0)
 
@@ -62,7 +62,7 @@ def _monitor_metrics(tmp_path: Path) -> dict[str, set[str]]:
     rows(2_000, 2.0).to_parquet(tmp_path / "window.parquet")
     run(str(tmp_path / "baseline"), str(tmp_path / "window.parquet"), str(tmp_path / "out"),
         model_name="fraud_model")  # fmt: skip
-    from components.monitor.prometheus import METRICS
+    from portside.components.monitor.prometheus import METRICS
 
     text = (tmp_path / "out" / "metrics.prom").read_text()
     families = list(text_string_to_metric_families(text))

@@ -20,9 +20,9 @@ HEAVY = (
 
 PROBE = f"""
 import sys
-import components.__main__ as entry
-import pipelines.cli as cli
-from components.registry import all_specs
+import portside.components.__main__ as entry
+import portside.pipelines.cli as cli
+from portside.components.registry import all_specs
 specs = all_specs()
 for parser in (entry.build_parser(), cli.build_parser()):
     parser.format_help()
@@ -42,7 +42,10 @@ def test_specs_and_help_import_no_heavy_library():
 
 
 def test_help_of_both_commands_succeeds():
-    for args in (["-m", "components", "--help"], ["-m", "pipelines.cli", "features", "--help"]):
+    for args in (
+        ["-m", "portside.components", "--help"],
+        ["-m", "portside.pipelines.cli", "features", "--help"],
+    ):
         done = subprocess.run(
             [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=60
         )

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.common.artifacts import MONITOR_METRICS_FILE as METRICS_FILE
-from components.common.artifacts import MONITOR_REPORT_FILE as REPORT_FILE
-from components.common.artifacts import VERDICT_FILE
-from components.errors import ConfigurationError, InputDataError
-from components.monitor.drift import jensen_shannon_distance, population_stability_index
-from components.monitor.run import run
-from components.validate.statistics import column_statistics
-from components.validate.suite import Roles
+from portside.components.common.artifacts import MONITOR_METRICS_FILE as METRICS_FILE
+from portside.components.common.artifacts import MONITOR_REPORT_FILE as REPORT_FILE
+from portside.components.common.artifacts import VERDICT_FILE
+from portside.components.errors import ConfigurationError, InputDataError
+from portside.components.monitor.drift import jensen_shannon_distance, population_stability_index
+from portside.components.monitor.run import run
+from portside.components.validate.statistics import column_statistics
+from portside.components.validate.suite import Roles
 
 ROLES = Roles(keys=("user_id",), label="is_fraud", timestamp="event_timestamp")
 CATEGORIES = ["grocery", "fuel", "travel", "online", "restaurants"]
@@ -235,7 +235,7 @@ def test_delong_auc_is_sklearns_and_its_interval_covers_like_a_95_percent_one():
     population about 95% of the time."""
     from sklearn.metrics import roc_auc_score
 
-    from components.monitor.quality import Z_95, delong_auc
+    from portside.components.monitor.quality import Z_95, delong_auc
 
     rng = np.random.default_rng(0)
     labels = rng.random(2_000) < 0.1
@@ -256,7 +256,7 @@ def test_the_history_keeps_a_line_per_window_and_the_report_draws_the_trend(tmp_
     """Four daily windows, the amount drifting more each day: four history lines in window
     order; re-running a day replaces its line; the report draws the trend; a corrupt history
     is an error before anything is written."""
-    from components.monitor.history import read_history
+    from portside.components.monitor.history import read_history
 
     base = baseline(tmp_path / "validation")
     history = tmp_path / "history.jsonl"

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from components.features import pit_join
-from components.features.pit_join import ViewSource, point_in_time_join
+from portside.components.features import pit_join
+from portside.components.features.pit_join import ViewSource, point_in_time_join
 
 TS = pa.timestamp("us", tz="UTC")
 US = 1_000_000
@@ -527,7 +527,7 @@ def test_same_feature_name_from_two_views_is_a_clear_error(tmp_path: Path) -> No
 
 
 def test_history_flags_say_which_rows_found_usable_history(tmp_path: Path) -> None:
-    from components.features.pit_join import history_flag
+    from portside.components.features.pit_join import history_flag
 
     # a real null value is still history; a row beyond the TTL is not
     views = _one_view(tmp_path, [(1, T0, T0, None, 1)], ttl=timedelta(days=1))

@@ -7,7 +7,7 @@ import time
 
 import pandas as pd
 
-from components.serve.prediction_log import PredictionLog, write_parquet
+from portside.components.serve.prediction_log import PredictionLog, write_parquet
 
 
 def test_rows_are_written_by_date_and_read_back(tmp_path):

@@ -10,12 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from components.lineage import RUN_MANIFEST_FILE
-from components.registry import PIPELINE_ORDER
-from pipelines.feast_apply import AppliedChanges, Change
-from pipelines.pipeline_commands import RunningStep
-from pipelines.progress import Ticker
-from pipelines.run_report import render
+from portside.components.lineage import RUN_MANIFEST_FILE
+from portside.components.registry import PIPELINE_ORDER
+from portside.pipelines.feast_apply import AppliedChanges, Change
+from portside.pipelines.pipeline_commands import RunningStep
+from portside.pipelines.progress import Ticker
+from portside.pipelines.run_report import render
 
 RESULTS = {
     "features": {

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from components.errors import ConfigurationError, GateFailed
-from components.lineage import RUN_MANIFEST_FILE, content_hash
-from components.runtime import execute
-from components.spec import Artifact, ComponentSpec, Parameter
+from portside.components.errors import ConfigurationError, GateFailed
+from portside.components.lineage import RUN_MANIFEST_FILE, content_hash
+from portside.components.runtime import execute
+from portside.components.spec import Artifact, ComponentSpec, Parameter
 
 CALLS: list[dict] = []
 
@@ -160,9 +160,9 @@ def test_file_parameters_are_keyed_by_content_and_now_is_never_cached(tmp_path, 
 _COPY_RUN = """
 import sys
 from pathlib import Path
-import components
-from components.runtime import execute
-from components.spec import Artifact, ComponentSpec
+import portside.components as components
+from portside.components.runtime import execute
+from portside.components.spec import Artifact, ComponentSpec
 assert Path(components.__file__).is_relative_to(sys.argv[1]), components.__file__
 spec = ComponentSpec("toy", "toy", "toy_impl:run", (Artifact("data", "dataset", ""),),
                      (Artifact("out", "directory", ""),))
@@ -184,10 +184,12 @@ def test_editing_any_code_of_the_package_changes_the_key(tmp_path, edited):
     import subprocess
     import sys
 
-    import components
+    import portside
+    import portside.components as components
 
     site = tmp_path / "site"
-    shutil.copytree(Path(components.__file__).parent, site / "components")
+    shutil.copytree(Path(components.__file__).parent, site / "portside" / "components")
+    shutil.copy(portside.__file__, site / "portside" / "__init__.py")
     (site / "toy_impl.py").write_text(_TOY_IMPL)
     (tmp_path / "data.txt").write_text("1 2 3")
 
@@ -205,13 +207,13 @@ def test_editing_any_code_of_the_package_changes_the_key(tmp_path, edited):
         return done.stdout.strip()
 
     assert (run(), run()) == ("succeeded", "cached")
-    with (site / "components" / edited).open("a") as source:
+    with (site / "portside" / "components" / edited).open("a") as source:
         source.write("\n# an edit\n")
     assert run() == "succeeded"
 
 
 def test_a_different_installed_version_changes_the_key(tmp_path, monkeypatch):
-    from components import lineage
+    from portside.components import lineage
 
     cache = tmp_path / "cache"
     installed = lineage.installed_distributions()
@@ -232,7 +234,7 @@ def test_installed_distributions_are_what_importlib_metadata_finds():
     import importlib.metadata
     import re
 
-    from components.lineage import installed_distributions
+    from portside.components.lineage import installed_distributions
 
     def norm(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
@@ -247,9 +249,9 @@ def test_installed_distributions_are_what_importlib_metadata_finds():
 def test_an_empty_tracking_uri_keys_by_the_database_it_resolves_to(
     tmp_path, monkeypatch, component
 ):
-    from components.lineage import code_version
-    from components.registry import get_spec
-    from components.runtime import cache_key
+    from portside.components.lineage import code_version
+    from portside.components.registry import get_spec
+    from portside.components.runtime import cache_key
 
     spec, code = get_spec(component), code_version()
     keys = {}
@@ -264,7 +266,7 @@ def test_an_empty_tracking_uri_keys_by_the_database_it_resolves_to(
 
 
 def test_no_parameter_defaults_to_the_worked_examples_names():
-    from components.registry import component_names, get_spec
+    from portside.components.registry import component_names, get_spec
 
     example = ("fraud", "user_id", "transaction_id")
     for name in component_names():
@@ -282,8 +284,8 @@ def test_no_parameter_defaults_to_the_worked_examples_names():
     ],
 )
 def test_the_entrypoint_requires_the_names_only_the_caller_knows(component, flags, capsys):
-    from components.__main__ import main
-    from components.registry import get_spec
+    from portside.components.__main__ import main
+    from portside.components.registry import get_spec
 
     spec = get_spec(component)
     assert {p.name for p in spec.parameters if p.required} == {
@@ -348,8 +350,8 @@ def test_an_owned_directory_holds_only_what_the_last_run_wrote(tmp_path):
 _KILLED_RUN = """
 import os, signal, sys
 from pathlib import Path
-from components.runtime import execute
-from components.spec import Artifact, ComponentSpec
+from portside.components.runtime import execute
+from portside.components.spec import Artifact, ComponentSpec
 spec = ComponentSpec("toy", "toy", "killed_impl:run", (), (Artifact("out", "directory", ""),))
 execute(spec, {"out": sys.argv[1]})
 """

@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from components.serve.app import create_app
-from components.serve.arms import Arms
-from components.serve.holder import Loaded
-from components.serve.settings import ServeSettings
+from portside.components.serve.app import create_app
+from portside.components.serve.arms import Arms
+from portside.components.serve.holder import Loaded
+from portside.components.serve.settings import ServeSettings
 
 FIELDS = {"user_id": "INT64", "amount": "DOUBLE"}
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from components.errors import ConfigurationError
-from components.serve.arms import CANARY_ARM, CHAMPION_ARM, Arms, canary_bucket
-from components.serve.settings import ServeSettings
+from portside.components.errors import ConfigurationError
+from portside.components.serve.arms import CANARY_ARM, CHAMPION_ARM, Arms, canary_bucket
+from portside.components.serve.settings import ServeSettings
 
 
 def _loaded(version: str, join_keys=("user_id",)):

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from components.serve.batching import Batcher
+from portside.components.serve.batching import Batcher
 
 
 class BadRow(Exception):

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from components.serve.requests import RequestError, parse_infer, parse_vertex
+from portside.components.serve.requests import RequestError, parse_infer, parse_vertex
 
 FIELDS = {"user_id": "INT64", "amount": "DOUBLE", "merchant_category": "STRING"}
 OUTPUTS = ["fraud_probability", "txn_count_30d"]

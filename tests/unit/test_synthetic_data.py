@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synthetic_data import GeneratedData, SyntheticDataConfig, generate
+from portside.synthetic_data import GeneratedData, SyntheticDataConfig, generate
 
 N = 20_000
 TS = pa.timestamp("us", tz="UTC")
@@ -284,7 +284,7 @@ def test_default_users_and_non_utc_end(tmp_path: Path) -> None:
 
 
 def test_a_drift_scenario_changes_only_the_drifted_period(tx, tmp_path):
-    from synthetic_data import DriftScenario
+    from portside.synthetic_data import DriftScenario
 
     start = CONFIG.end - timedelta(days=14)
     drifted = generate(
@@ -303,7 +303,7 @@ def test_a_drift_scenario_changes_only_the_drifted_period(tx, tmp_path):
 
 
 def test_a_drift_start_outside_the_window_names_the_field():
-    from synthetic_data import DriftScenario
+    from portside.synthetic_data import DriftScenario
 
     config = SyntheticDataConfig(drift=DriftScenario(start=CONFIG.end + timedelta(days=1)))
     with pytest.raises(ValueError, match="drift start .* is outside the data's window"):
@@ -313,7 +313,7 @@ def test_a_drift_start_outside_the_window_names_the_field():
 def test_delayed_labels_are_the_ones_arrived_by_the_end(data: GeneratedData, tx) -> None:
     """A fraud is labelled by its chargeback (1-40 days on), a legitimate transaction once its
     45-day dispute window closed; only labels arrived by the window's end are in the feed."""
-    from synthetic_data.transactions import CHARGEBACK_DAYS, LEGIT_CONFIRMED_DAYS
+    from portside.synthetic_data.transactions import CHARGEBACK_DAYS, LEGIT_CONFIRMED_DAYS
 
     labels = pd.read_parquet(data.labels)
     assert labels["labelled_at"].max() <= CONFIG.end

@@ -8,10 +8,10 @@ import ast
 
 import pytest
 
-from components.registry import get_spec
-from components.spec import Artifact, ComponentSpec
-from pipelines.kfp_components import CACHE_PARAMETER
-from pipelines.tfx_components import (
+from portside.components.registry import get_spec
+from portside.components.spec import Artifact, ComponentSpec
+from portside.pipelines.kfp_components import CACHE_PARAMETER
+from portside.pipelines.tfx_components import (
     TFX_ARTIFACT_TYPES,
     TFX_COMPONENTS,
     component_name,
