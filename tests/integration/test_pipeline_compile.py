@@ -133,7 +133,9 @@ def test_push_to_vertex_takes_the_model_artifacts_own_uri():
     assert with_artifact_uris("push", given, uris) == given
     mlflow = {"registry": "mlflow", "vertex_artifact_uri": ""}
     assert with_artifact_uris("push", mlflow, uris) == mlflow  # keys Portside's cache as before
-    source = component_source(__import__("portside.components.registry").registry.get_spec("push"))
+    source = component_source(
+        __import__("portside.components.registry").components.registry.get_spec("push")
+    )
     assert "'model': model.uri" in source
 
 
@@ -157,7 +159,7 @@ def test_aiplatform_pipeline_job_accepts_the_template(compiled):
 
 def test_generated_component_source_is_typed():
     source = component_source(
-        __import__("portside.components.registry").registry.get_spec("evaluate")
+        __import__("portside.components.registry").components.registry.get_spec("evaluate")
     )
     assert "model: Input[Model]" in source
     assert "evaluation: Output[Metrics]" in source
