@@ -10,7 +10,7 @@ from typing import Any
 from portside.components.errors import ConfigurationError
 from portside.pipelines.profile_args import add_profile_arguments, profile_from_args
 
-KSERVE_HINT = "KServe: kubectl apply -f deploy/k8s/base/inferenceservice.yaml"
+KSERVE_HINT = "KServe: kubectl apply -k deploy/k8s/overlays/prod"
 
 
 def _rollout(args: argparse.Namespace, model_name: str) -> Any:

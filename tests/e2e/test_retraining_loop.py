@@ -7,9 +7,9 @@ pattern) and that ends at the start of this hour, so the server scores with the 
    test`, its data interval ending where the drift starts);
 2. the prediction server, with that champion, answers the last day's (drifted) transactions and
    logs them;
-3. model_monitoring over the last day (its interval ends at the next hour, so it holds the
-   day's rows and what the server logged just now) flags drift in the features, finds the served
-   features equal to the offline ones, and emits "drift detected";
+3. model_monitoring over the last day (its interval ends at the next full hour after serving,
+   so it holds the day's rows and what the server logged just now) flags drift in the
+   features, finds the served features equal to the offline ones, and emits "drift detected";
 4. `make airflow`'s Airflow (scheduler, LocalExecutor, API server) turns the event into an
    asset-triggered training_pipeline run that trains on the recent data, evaluates the new model
    against the champion on the same (drifted) test window and pushes it only because it is
@@ -173,7 +173,10 @@ def test_drift_in_served_traffic_retrains_and_pushes_a_better_model(tmp_path_fac
         "prediction_log": str(log_folder),
         "labels": str(project.sources / "labels.parquet"),
     }
-    window_end = (end + timedelta(hours=1)).isoformat()
+    # The interval ends at the next full hour after serving: it holds everything just logged,
+    # also when the clock passed an hour during the test, and nearly all of the last day's rows.
+    served_until = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    window_end = (served_until + timedelta(hours=1)).isoformat()
     done, monitoring_run, tasks = dag_test(airflow, env, "model_monitoring", window_end, conf)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
     assert {t: s["state"] for t, s in tasks.items()} == dict.fromkeys(

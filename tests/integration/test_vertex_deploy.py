@@ -206,7 +206,7 @@ def test_bad_flags_fail_naming_the_flag_before_any_request(champion, capsys, fla
 def test_without_vertex_it_says_how_to_deploy(vertex, capsys):
     assert main(["deploy", "--profile", str(PROFILE)]) == 1
     err = capsys.readouterr().err
-    assert "add --vertex" in err and "kubectl apply -f deploy/serving/" in err
+    assert "add --vertex" in err and "kubectl apply -k deploy/k8s/overlays/prod" in err
 
 
 def test_no_champion_is_refused_before_anything_is_uploaded(vertex, capsys):
