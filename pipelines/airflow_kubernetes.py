@@ -1,9 +1,10 @@
 """The Airflow binding's `kubernetes` runner: every component task is a pod of the project image.
 
-The pod runs the same entrypoint and arguments as the `local` runner (`python -m portside.components
-<name> ...`, or `portside ...` for materialization) in the versioned component image (the
-profile's `image.name`, else `components.image.component_image()`), with the profile's Feast
-environment, as the profile's Kubernetes service account, in its namespace.
+The pod runs the same entrypoint and arguments as the `local` runner (`python -m
+portside.components <name> ...`, or `portside ...` for materialization) in the versioned
+component image (the profile's `image.name`, else
+`portside.components.image.component_image()`), with the profile's Feast environment, as
+the profile's Kubernetes service account, in its namespace.
 
 Artifacts: all pods of a DAG run share one store, mounted at `kubernetes.artifact_root` in
 every pod (the binding's run folders `{artifact_root}/<dag_id>/<run_id>/...` are paths in it):

@@ -254,7 +254,8 @@ def test_the_tfx_image_environment_runs_portsides_tfx_steps(training_set, tmp_pa
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PORTSIDE_IMAGE"] = "portside-tfx:test"
     executors = ["PortsideValidate", "PortsideTrain", "PortsideEvaluate", "PortsidePush"]
-    probe = "import sys, components, pipelines.tfx_components as t; print(components.__file__); "
+    probe = "import portside.components as c, portside.pipelines.tfx_components as t; "
+    probe += "print(c.__file__); "
     probe += f"[getattr(t, n + '_Executor') for n in {executors!r}]; import feast"
     imported = subprocess.run([python, "-c", probe], cwd=tmp_path, env=env, capture_output=True)
     assert str(venv) in imported.stdout.decode()  # the wheel, not the source tree

@@ -12,7 +12,8 @@ from conftest import ROOT
 NAMES = "(components|pipelines|synthetic_data)"
 # Also inside strings: generated component code and `python -c` probes import modules too.
 BARE_FROM = re.compile(rf"(?<![.\w])from {NAMES}[ .]")
-BARE_IMPORT = re.compile(rf"(?<![.\w])import {NAMES}\b")
+# a bare name imported alone, or later in a list of imported modules
+BARE_IMPORT = re.compile(rf"(?<![.\w])import (?:[\w.]+(?: as \w+)?, )*{NAMES}\b")
 BARE_STRING = re.compile(rf"[\"']{NAMES}\.\w")
 
 
