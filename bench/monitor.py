@@ -261,12 +261,17 @@ def _detected(metric: dict[str, Any], default_tests: bool) -> bool:
 # --- comparison and report ----------------------------------------------------------------
 
 
+def _by_window(cases: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
+    """The cases by (window kind, rows), then by engine."""
+    grouped: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for case in cases:
+        grouped.setdefault((case["window_kind"], case["window_rows"]), {})[case["engine"]] = case
+    return grouped
+
+
 def _compare(cases: list[dict[str, Any]]) -> None:
     """Per window: speed and memory against Evidently, whether the drifted features agree."""
-    by_window: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
-    for case in cases:
-        by_window.setdefault((case["window_kind"], case["window_rows"]), {})[case["engine"]] = case
-    for (kind, _), engines in by_window.items():
+    for (kind, _), engines in _by_window(cases).items():
         expected = sorted(DRIFTED) if kind == "drifted" else []
         for case in engines.values():
             if "error" not in case:
@@ -309,10 +314,7 @@ def _binning_check(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return float(np.sum((expected - actual) * np.log(expected / actual)))
 
     checks = []
-    engines: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
-    for case in cases:
-        engines.setdefault((case["window_kind"], case["window_rows"]), {})[case["engine"]] = case
-    for (kind, rows), by_engine in engines.items():
+    for (kind, rows), by_engine in _by_window(cases).items():
         ours, peer = by_engine.get(PORTSIDE), by_engine.get(EVIDENTLY)
         if not ours or not peer or "error" in ours or "error" in peer:
             continue

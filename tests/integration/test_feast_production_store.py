@@ -71,46 +71,43 @@ def _materialize_both_at_once(repo: Path, env: dict[str, str], *window: str) -> 
         assert process.returncode == 0, f"{view}:\n{output[-4000:]}"
 
 
-def _intervals(repo: Path, env: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+def _intervals(repo: Path) -> dict[str, list[tuple[str, str]]]:
     """Each view's materialization intervals as the registry in PostgreSQL holds them now."""
     from feast import FeatureStore
 
-    previous = dict(os.environ)
-    os.environ.update(env)  # the yaml's ${FEAST_REGISTRY_URL} and ${FEAST_REDIS_CONNECTION}
-    try:
-        store = FeatureStore(repo_path=str(repo))
-        views = {v.name: v for v in store.list_feature_views(allow_cache=False)}
-        return {
-            name: [(s.isoformat(), e.isoformat()) for s, e in views[name].materialization_intervals]
-            for name in VIEWS
-        }
-    finally:
-        os.environ.clear()
-        os.environ.update(previous)
+    store = FeatureStore(repo_path=str(repo))
+    views = {v.name: v for v in store.list_feature_views(allow_cache=False)}
+    return {
+        name: [(s.isoformat(), e.isoformat()) for s, e in views[name].materialization_intervals]
+        for name in VIEWS
+    }
 
 
-def test_two_views_materialized_concurrently_keep_both_registry_updates(production_repo, workspace):
-
+def test_two_views_materialized_concurrently_keep_both_registry_updates(
+    production_repo, workspace, monkeypatch
+):
     repo, env = production_repo
+    for name in ("FEAST_REGISTRY_URL", "FEAST_REDIS_CONNECTION"):  # what the yaml expands
+        monkeypatch.setenv(name, env[name])
     first_end = DATA_END - timedelta(days=2)
     start = (DATA_END - timedelta(days=400)).isoformat()
     _materialize_both_at_once(repo, env, "--start", start, "--end", first_end.isoformat())
-    after_first = _intervals(repo, env)
+    after_first = _intervals(repo)
     assert {name: len(found) for name, found in after_first.items()} == dict.fromkeys(VIEWS, 1)
     assert all(found[0][1] == first_end.isoformat() for found in after_first.values())
 
     _materialize_both_at_once(repo, env, "--incremental", "--end", DATA_END.isoformat())
-    after_second = _intervals(repo, env)
+    after_second = _intervals(repo)
     for name in VIEWS:  # the first interval kept, the incremental one added, for each view
         assert after_second[name][0] == after_first[name][0], after_second
         assert len(after_second[name]) == 2 and after_second[name][1][1] == DATA_END.isoformat()
 
     # Redis holds both views' rows (read as stored: the daily view's 7-day TTL has passed for
     # this data by the clock, which a lookup would apply).
-    assert _stored_in_redis(repo, env, workspace) == dict.fromkeys(VIEWS, True)
+    assert _stored_in_redis(repo, workspace) == dict.fromkeys(VIEWS, True)
 
 
-def _stored_in_redis(repo: Path, env: dict[str, str], workspace) -> dict[str, bool]:
+def _stored_in_redis(repo: Path, workspace) -> dict[str, bool]:
     """For five users of the data: whether Redis has a row of each view for every one."""
     import pandas as pd
     from feast import FeatureStore
@@ -120,17 +117,10 @@ def _stored_in_redis(repo: Path, env: dict[str, str], workspace) -> dict[str, bo
     profiles = pd.read_parquet(workspace.sources / "user_profiles.parquet")
     users = [int(u) for u in profiles["user_id"].unique()[:5]]
     keys = [EntityKey(join_keys=["user_id"], entity_values=[Value(int64_val=u)]) for u in users]
-    previous = dict(os.environ)
-    os.environ.update(env)
-    try:
-        store = FeatureStore(repo_path=str(repo))
-        online = store._get_provider().online_store
-        stored = {}
-        for name in VIEWS:
-            view = store.get_feature_view(name)
-            rows = online.online_read(store.config, view, keys)
-            stored[name] = all(values for _, values in rows)
-        return stored
-    finally:
-        os.environ.clear()
-        os.environ.update(previous)
+    store = FeatureStore(repo_path=str(repo))
+    online = store._get_provider().online_store
+    stored = {}
+    for name in VIEWS:
+        rows = online.online_read(store.config, store.get_feature_view(name), keys)
+        stored[name] = all(values for _, values in rows)
+    return stored
